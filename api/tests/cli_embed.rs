@@ -1,0 +1,99 @@
+//! `barista embed` end to end: the real binary, the shared model.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn model() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models/minilm-l6-2d");
+    assert!(path.is_dir(), "the shared model is missing at {}", path.display());
+    path.to_str().unwrap().to_string()
+}
+
+fn barista(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_barista"))
+        .args(args)
+        .env_remove("BARISTA_MODEL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().unwrap();
+    std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    child.wait_with_output().unwrap()
+}
+
+fn lines(output: &Output) -> Vec<serde_json::Value> {
+    assert!(output.status.success(), "barista failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn embeds_every_profile_rung_by_default() {
+    let m = model();
+    let out = lines(&barista(&["embed", "--model", &m, "--query", "what is a matryoshka embedding", "second"], None));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["text"], "what is a matryoshka embedding");
+    assert_eq!(out[0]["kind"], "query");
+    assert_eq!(out[0]["tokens"], 12);
+    let rungs = out[0]["rungs"].as_array().unwrap();
+    let shape: Vec<(u64, u64)> =
+        rungs.iter().map(|r| (r["layer"].as_u64().unwrap(), r["dim"].as_u64().unwrap())).collect();
+    assert_eq!(shape, vec![(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)]);
+    for r in rungs {
+        let v: Vec<f64> = r["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(v.len() as u64, r["dim"].as_u64().unwrap());
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "cosine profile: unit vectors, got norm {norm}");
+    }
+}
+
+#[test]
+fn selected_rungs_and_texts_from_stdin() {
+    let m = model();
+    let out = lines(&barista(
+        &["embed", "--model", &m, "--rung", "2,64", "--rung", "6,16", "--similarity", "dot"],
+        Some("first text\nsecond text\n"),
+    ));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1]["text"], "second text");
+    assert_eq!(out[1]["kind"], "passage");
+    let rungs = out[1]["rungs"].as_array().unwrap();
+    assert_eq!(rungs.len(), 2);
+    assert_eq!(rungs[1]["vector"].as_array().unwrap().len(), 16);
+}
+
+#[test]
+fn queries_are_cut_shorter_than_passages() {
+    let m = model();
+    let long = "retrieval ".repeat(100);
+    let q = lines(&barista(&["embed", "--model", &m, "--query", &long], None));
+    let p = lines(&barista(&["embed", "--model", &m, "--passage", &long], None));
+    assert_eq!(q[0]["tokens"], 32);
+    assert_eq!(p[0]["tokens"], 102);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let m = model();
+    let cases: [(&[&str], &str); 5] = [
+        (&["embed", "--model", &m, "--rung", "9,32", "x"], "uses layer 9, but the model has 6 layers"),
+        (&["embed", "--model", &m, "--rung", "2,999", "x"], "hidden size 384"),
+        (&["embed", "--model", &m, "--rung", "two", "x"], "is not a rung"),
+        (&["embed", "--model", "/definitely/not/here", "x"], "no model folder"),
+        (&["embed", "--model", &m, "--query", "--passage", "x"], "cannot be used with"),
+    ];
+    for (args, message) in cases {
+        let out = barista(args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(message), "{args:?}: expected {message:?} in {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed vectors despite failing");
+    }
+    let out = barista(&["embed", "--model", &m], Some(""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no texts to embed"));
+}
