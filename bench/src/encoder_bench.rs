@@ -31,9 +31,10 @@ pub struct Args {
     /// ONNX model for the onnxruntime anchor (default: <model>/onnx/model.onnx).
     #[arg(long)]
     onnx: Option<PathBuf>,
-    /// Python interpreter with onnxruntime installed (see bench/peers/requirements.txt).
-    #[arg(long, default_value = "python3")]
-    python: String,
+    /// Python interpreter with onnxruntime installed (default: bench/peers/.venv, made by
+    /// bench/peers/setup.sh, else python3).
+    #[arg(long)]
+    python: Option<String>,
     /// Skip the onnxruntime anchor.
     #[arg(long)]
     no_anchor: bool,
@@ -204,7 +205,8 @@ fn run_anchor(args: &Args, query: &Tokens, docs: &[Tokens]) -> Result<serde_json
     std::fs::write(&inputs, serde_json::to_vec(&payload)?)?;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/ort_encoder.py");
     eprintln!("running the onnxruntime anchor ({})…", onnx.display());
-    let output = Command::new(&args.python)
+    let python = args.python.clone().unwrap_or_else(default_python);
+    let output = Command::new(&python)
         .arg(&script)
         .arg("--onnx")
         .arg(&onnx)
@@ -213,7 +215,7 @@ fn run_anchor(args: &Args, query: &Tokens, docs: &[Tokens]) -> Result<serde_json
         .arg("--query-runs")
         .arg(args.query_runs.to_string())
         .output()
-        .with_context(|| format!("running {} {}", args.python, script.display()))?;
+        .with_context(|| format!("running {python} {}", script.display()))?;
     if !output.status.success() {
         bail!(
             "the onnxruntime anchor failed (install it with `bash bench/peers/setup.sh`, or pass --no-anchor):\n{}",
@@ -221,6 +223,12 @@ fn run_anchor(args: &Args, query: &Tokens, docs: &[Tokens]) -> Result<serde_json
         );
     }
     Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// The peers' virtual environment if `bench/peers/setup.sh` made one, else `python3`.
+pub fn default_python() -> String {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/.venv/bin/python");
+    if venv.exists() { venv.to_string_lossy().into_owned() } else { "python3".into() }
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -134,17 +134,19 @@ fn resuming_equals_a_straight_pass() {
 #[test]
 fn results_do_not_depend_on_threads() {
     let load = |threads, query_threads| {
-        let options = EncoderOptions { threads: Some(threads), query_threads: Some(query_threads), ..Default::default() };
+        let options =
+            EncoderOptions { threads: Some(threads), query_threads: Some(query_threads), ..Default::default() };
         Encoder::load(&model_arg(), &options).unwrap()
     };
     let (serial, parallel) = (load(1, 1), load(3, 3));
-    let texts: Vec<String> = (0..40).map(|i| format!("passage number {i} about {}", "retrieval ".repeat(i % 7))).collect();
+    let texts: Vec<String> =
+        (0..40).map(|i| format!("passage number {i} about {}", "retrieval ".repeat(i % 7))).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let rungs = serial.profile().rungs.clone();
     let a = serial.encode(&refs, TextKind::Passage, &rungs).unwrap();
     let b = parallel.encode(&refs, TextKind::Passage, &rungs).unwrap();
-    for r in 0..rungs.len() {
-        assert_eq!(a.block(r), b.block(r), "rung {}", rungs[r]);
+    for (r, rung) in rungs.iter().enumerate() {
+        assert_eq!(a.block(r), b.block(r), "rung {rung}");
     }
     for text in &refs[..5] {
         let mut q1 = serial.query(text).unwrap();
