@@ -1,4 +1,11 @@
 //! Barista's index: where documents' rung vectors live on disk, how the coarse shortlist is found
 //! and how candidates are rescored.
 //!
-//! This crate is a placeholder until the index issue lands; see `ARCHITECTURE.md` for the plan.
+//! It also holds the SIMD foundations ([`simd`], [`aligned`]) that the encoder and the scans
+//! share, since every other crate depends on this one.
+
+pub mod aligned;
+pub mod rung;
+pub mod simd;
+
+pub use rung::Rung;

@@ -6,12 +6,12 @@
 //! does not depend on its batch. Layers can be run in any number of steps (`from..to`), which is
 //! what lets a query stop after a few layers and resume later from its kept hidden state.
 
-use crate::kernels::aligned::AlignedVec;
 use crate::kernels::gemm::{AView, BView, CView, Epilogue, PackedMatrix, gemm, gemm_packed};
 use crate::kernels::math::{layer_norm_row, softmax_row};
-use crate::kernels::simd::Simd;
 use crate::kernels::team::{Fork, slice_of};
 use crate::kernels::{Isa, IsaTask, run};
+use barista_index::aligned::AlignedVec;
+use barista_index::simd::Simd;
 
 /// One transformer block's weights, packed for the kernels.
 pub(crate) struct LayerWeights {

@@ -7,9 +7,9 @@
 //! element of `C` is accumulated in the same order whatever the batch: a text gives
 //! bit-identical results alone or inside a batch.
 
-use super::aligned::{AlignedVec, Zeroable};
 use super::math::gelu;
-use super::simd::Simd;
+use barista_index::aligned::{AlignedVec, Zeroable};
+use barista_index::simd::Simd;
 use std::ops::Range;
 
 /// An element type `B` can be stored in: f32, or f16 / bf16 widened exactly to f32 on load.

@@ -3,7 +3,7 @@
 //! All functions are generic over [`Simd`] and meant to be inlined into a `#[target_feature]`
 //! entry point. Approximations are accurate to a few f32 ulps (tested against `f64` references).
 
-use super::simd::Simd;
+use barista_index::simd::Simd;
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two so that `n * LN2_HI` is exact for |n| < 2^9 (Cody–Waite reduction).
@@ -160,7 +160,7 @@ pub(crate) unsafe fn layer_norm_row<S: Simd>(row: &mut [f32], gamma: &[f32], bet
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::simd::Scalar;
+    use barista_index::simd::Scalar;
 
     fn erf64(x: f64) -> f64 {
         // Abramowitz & Stegun 7.1.28-free reference: integrate the series / continued fraction

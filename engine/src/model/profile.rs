@@ -8,65 +8,9 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
-/// One rung of the ladder: the pooled output of transformer block `layer` (0 = embeddings),
-/// truncated to its first `dim` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(from = "(usize, usize)", into = "(usize, usize)")]
-pub struct Rung {
-    /// Transformer block whose output is pooled (1-based; 0 is the embedding output).
-    pub layer: usize,
-    /// Leading dimensions kept.
-    pub dim: usize,
-}
-
-impl Rung {
-    /// The rung `(layer, dim)`.
-    pub const fn new(layer: usize, dim: usize) -> Rung {
-        Rung { layer, dim }
-    }
-}
-
-impl From<(usize, usize)> for Rung {
-    fn from((layer, dim): (usize, usize)) -> Rung {
-        Rung { layer, dim }
-    }
-}
-
-impl From<Rung> for (usize, usize) {
-    fn from(r: Rung) -> (usize, usize) {
-        (r.layer, r.dim)
-    }
-}
-
-impl fmt::Display for Rung {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "({},{})", self.layer, self.dim)
-    }
-}
-
-impl FromStr for Rung {
-    type Err = String;
-    /// Parses `L,D` (also `(L,D)` or `L:D`).
-    fn from_str(s: &str) -> Result<Rung, String> {
-        let inner = s.trim().trim_start_matches('(').trim_end_matches(')');
-        let mut parts = inner.split([',', ':']).map(str::trim);
-        let bad = || format!("'{s}' is not a rung: write LAYER,DIM, for example 4,128");
-        let layer = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let dim = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(Rung { layer, dim })
-    }
-}
-
-/// Parses a ladder written as `L,D L,D …` (spaces or `;` between rungs).
-pub fn parse_rungs(s: &str) -> Result<Vec<Rung>, String> {
-    s.split([' ', ';']).filter(|p| !p.trim().is_empty()).map(Rung::from_str).collect()
-}
+pub use barista_index::rung::{Rung, parse_rungs};
 
 /// How a layer's token states become one vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -295,17 +239,6 @@ mod tests {
 
     fn spec(rungs: &[(usize, usize)]) -> ProfileSpec {
         ProfileSpec { rungs: Some(rungs.iter().map(|&r| r.into()).collect()), ..Default::default() }
-    }
-
-    #[test]
-    fn parses_rungs_in_every_spelling() {
-        assert_eq!("4,128".parse::<Rung>().unwrap(), Rung::new(4, 128));
-        assert_eq!("(4, 128)".parse::<Rung>().unwrap(), Rung::new(4, 128));
-        assert_eq!("4:128".parse::<Rung>().unwrap(), Rung::new(4, 128));
-        assert!("4".parse::<Rung>().is_err());
-        assert!("4,128,3".parse::<Rung>().is_err());
-        assert!("a,b".parse::<Rung>().is_err());
-        assert_eq!(parse_rungs("1,32 2,64;3,96").unwrap().len(), 3);
     }
 
     #[test]

@@ -1,20 +1,20 @@
 //! A fixed-length, zero-initialised buffer aligned to a cache line.
 //!
-//! Packed weights and scratch buffers live here so that every vector load starts on a 64-byte
-//! boundary (a split load costs two cache lines).
+//! Packed weights, scratch buffers and in-memory rung blocks live here so that every vector load
+//! starts on a 64-byte boundary (a split load costs two cache lines).
 
 use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 /// Alignment of every buffer, in bytes: one cache line, one AVX-512 register.
-pub(crate) const ALIGN: usize = 64;
+pub const ALIGN: usize = 64;
 
 /// Plain numeric element types for which all-zero bytes are a valid value.
 ///
 /// # Safety
 /// Implementors must be `Copy` types without padding for which the all-zero bit pattern is valid.
-pub(crate) unsafe trait Zeroable: Copy + 'static {}
+pub unsafe trait Zeroable: Copy + 'static {}
 // SAFETY: primitive numbers; zero bits are 0.
 unsafe impl Zeroable for f32 {}
 // SAFETY: as above.
@@ -25,7 +25,7 @@ unsafe impl Zeroable for half::f16 {}
 unsafe impl Zeroable for half::bf16 {}
 
 /// A heap buffer of `len` elements, 64-byte aligned, zero-initialised.
-pub(crate) struct AlignedVec<T: Zeroable> {
+pub struct AlignedVec<T: Zeroable> {
     ptr: NonNull<T>,
     len: usize,
 }
@@ -37,7 +37,7 @@ unsafe impl<T: Zeroable + Sync> Sync for AlignedVec<T> {}
 
 impl<T: Zeroable> AlignedVec<T> {
     /// A zeroed buffer of `len` elements.
-    pub(crate) fn zeroed(len: usize) -> Self {
+    pub fn zeroed(len: usize) -> Self {
         if len == 0 || size_of::<T>() == 0 {
             return Self { ptr: NonNull::dangling(), len };
         }
@@ -49,7 +49,7 @@ impl<T: Zeroable> AlignedVec<T> {
     }
 
     /// A buffer holding a copy of `values`.
-    pub(crate) fn from_slice(values: &[T]) -> Self {
+    pub fn from_slice(values: &[T]) -> Self {
         let mut buffer = Self::zeroed(values.len());
         buffer.copy_from_slice(values);
         buffer

@@ -1,9 +1,6 @@
-//! A small SIMD vocabulary shared by every kernel, implemented once per instruction set.
-//!
-//! Kernels are written once, generically over [`Simd`], and instantiated inside a
-//! `#[target_feature]` entry point per instruction set (see `kernels::dispatch`). Every method is
-//! `#[inline(always)]` so that, once inlined into such an entry point, the intrinsics compile to
-//! the wide instructions.
+//! The SIMD vocabulary, implemented once per instruction set. Every method is
+//! `#[inline(always)]` so that, once inlined into a `#[target_feature]` entry point (see
+//! [`super::run`]), the intrinsics compile to the wide instructions.
 
 /// One instruction set's f32 vector register and the operations the kernels need.
 ///
@@ -11,7 +8,8 @@
 /// Implementations call CPU intrinsics: callers must only use an implementation on a CPU that
 /// supports it, from code compiled with the matching target features (the dispatch layer
 /// guarantees both). Pointer arguments must be valid for `LANES` elements.
-pub(crate) unsafe trait Simd: Copy + 'static {
+#[allow(clippy::missing_safety_doc)] // the trait's Safety section covers every method
+pub unsafe trait Simd: Copy + 'static {
     /// Number of f32 lanes in one register.
     const LANES: usize;
     /// Rows of the GEMM micro-kernel: its accumulators (2 registers per row) plus the operands
@@ -20,9 +18,13 @@ pub(crate) unsafe trait Simd: Copy + 'static {
     /// The register type.
     type V: Copy;
 
+    /// Every lane set to `x`.
     unsafe fn splat(x: f32) -> Self::V;
+    /// All lanes zero.
     unsafe fn zero() -> Self::V;
+    /// Loads `LANES` f32 values (unaligned).
     unsafe fn load(p: *const f32) -> Self::V;
+    /// Stores `LANES` f32 values (unaligned).
     unsafe fn store(p: *mut f32, v: Self::V);
     /// Loads `LANES` IEEE half-precision values and widens them exactly to f32.
     unsafe fn load_f16(p: *const u16) -> Self::V;
@@ -30,11 +32,17 @@ pub(crate) unsafe trait Simd: Copy + 'static {
     unsafe fn load_bf16(p: *const u16) -> Self::V;
     /// `a * b + c`, fused where the hardware has FMA.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `a + b`.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `a - b`.
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b`.
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b`.
     unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise maximum.
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise minimum.
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
     /// Clears the sign bit.
     unsafe fn abs(a: Self::V) -> Self::V;
@@ -44,13 +52,15 @@ pub(crate) unsafe trait Simd: Copy + 'static {
     unsafe fn round(a: Self::V) -> Self::V;
     /// `2^n` for integral `n` in [-126, 127].
     unsafe fn pow2i(n: Self::V) -> Self::V;
+    /// Sum of the lanes.
     unsafe fn reduce_sum(a: Self::V) -> f32;
+    /// Largest lane.
     unsafe fn reduce_max(a: Self::V) -> f32;
 }
 
 /// Portable fallback: eight lanes in an array, which the compiler vectorises where it can.
 #[derive(Clone, Copy)]
-pub(crate) struct Scalar;
+pub struct Scalar;
 
 // SAFETY: plain Rust arithmetic on arrays; pointer validity is the caller's contract.
 unsafe impl Simd for Scalar {
@@ -139,7 +149,7 @@ unsafe impl Simd for Scalar {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{Avx2, Avx512};
+pub use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -148,7 +158,7 @@ mod x86 {
 
     /// AVX2 + FMA + F16C: eight lanes.
     #[derive(Clone, Copy)]
-    pub(crate) struct Avx2;
+    pub struct Avx2;
 
     // SAFETY: only instantiated by the dispatch layer after detecting avx2, fma and f16c.
     unsafe impl Simd for Avx2 {
@@ -255,7 +265,7 @@ mod x86 {
 
     /// AVX-512 (F): sixteen lanes.
     #[derive(Clone, Copy)]
-    pub(crate) struct Avx512;
+    pub struct Avx512;
 
     // SAFETY: only instantiated by the dispatch layer after detecting avx512f (and avx2, fma).
     unsafe impl Simd for Avx512 {
