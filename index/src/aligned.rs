@@ -56,7 +56,7 @@ impl<T: Zeroable> AlignedVec<T> {
     }
 
     fn layout(len: usize) -> Layout {
-        Layout::from_size_align(len * size_of::<T>(), ALIGN).expect("buffer size overflows")
+        Layout::array::<T>(len).and_then(|l| l.align_to(ALIGN)).expect("buffer size overflows the address space")
     }
 }
 

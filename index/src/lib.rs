@@ -5,7 +5,19 @@
 //! share, since every other crate depends on this one.
 
 pub mod aligned;
+pub mod config;
+pub mod error;
+pub mod files;
+pub mod graph;
+pub mod ids;
+pub mod manifest;
 pub mod rung;
+pub mod scan;
 pub mod simd;
+pub mod store;
+pub mod tombstones;
+pub mod vectors;
 
+pub use config::{ElementType, GraphParams, IndexConfig, StoredRung};
+pub use error::{Error, Result};
 pub use rung::Rung;

@@ -6,7 +6,21 @@ use std::str::FromStr;
 
 /// One rung of the ladder: the pooled output of transformer block `layer` (0 = embeddings),
 /// truncated to its first `dim` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 #[serde(from = "(usize, usize)", into = "(usize, usize)")]
 pub struct Rung {
     /// Transformer block whose output is pooled (1-based; 0 is the embedding output).

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
 use barista_engine::{Encoder, EncoderOptions, Isa, Pooling, ProfileSpec, Rung, Similarity, TextKind};
-use barista_tests::{cosine, max_abs_diff, model_arg, model_dir};
+use barista_tests::{cosine, model_arg, model_dir};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -107,8 +107,11 @@ fn batches_equal_single_texts() {
     for (t, text) in texts.iter().enumerate() {
         let single = e.encode(&[text], TextKind::Passage, &raw_layers()).unwrap();
         for layer in 0..=6 {
-            let diff = max_abs_diff(single.vector(0, layer), batch.vector(t, layer));
-            assert!(diff <= 1e-6, "layer {layer} of text {t}: batch differs from single by {diff}");
+            assert_eq!(
+                single.vector(0, layer),
+                batch.vector(t, layer),
+                "layer {layer} of text {t}: batch differs from single"
+            );
         }
     }
 }
@@ -127,8 +130,8 @@ fn resuming_equals_a_straight_pass() {
     assert_eq!(straight.pooled(2).unwrap(), early.as_slice());
     // And a query equals the same text encoded in one pass as a query.
     let one_pass = e.encode(&[text], TextKind::Query, &[Rung::new(2, 384), Rung::new(6, 384)]).unwrap();
-    assert!(max_abs_diff(one_pass.vector(0, 0), &early) <= 1e-6);
-    assert!(max_abs_diff(one_pass.vector(0, 1), &late) <= 1e-6);
+    assert_eq!(one_pass.vector(0, 0), early.as_slice());
+    assert_eq!(one_pass.vector(0, 1), late.as_slice());
 }
 
 #[test]

@@ -38,8 +38,11 @@ pub struct ModelArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Never download from the Hugging Face Hub; use local folders and the local cache.
-    #[arg(long, env = "BARISTA_OFFLINE")]
+    #[arg(long, env = "BARISTA_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
+    /// Threads that split one query's layers (default: up to 2; 1 turns the split off).
+    #[arg(long)]
+    pub query_threads: Option<usize>,
 }
 
 /// A whole ladder given as one flag value.
@@ -69,7 +72,7 @@ impl ModelArgs {
             weights: self.weights,
             isa: self.isa,
             threads: self.threads,
-            query_threads: None,
+            query_threads: self.query_threads,
             offline: self.offline,
         };
         Encoder::load(&self.model, &options).with_context(|| format!("could not load the model {}", self.model))

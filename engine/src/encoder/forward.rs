@@ -151,34 +151,35 @@ pub(crate) fn run_layers(
     if rows == 0 {
         return;
     }
+    assert!(x.len() >= rows * h, "hidden state too short");
     let isa = w.isa;
     let parts = fork.parts();
     if ws.attention.len() < parts {
         ws.attention.resize_with(parts, AttentionScratch::default);
     }
-    let qkv = SharedMut::new(ws.qkv.get(rows * 3 * h));
-    let context = SharedMut::new(ws.context.get(rows * h));
-    let hidden = SharedMut::new(ws.hidden.get(rows * h));
-    let ffn = SharedMut::new(ws.ffn.get(rows * i_dim));
+    let qkv = Shared::new(ws.qkv.get(rows * 3 * h));
+    let context = Shared::new(ws.context.get(rows * h));
+    let hidden = Shared::new(ws.hidden.get(rows * h));
+    let ffn = Shared::new(ws.ffn.get(rows * i_dim));
     let scratch = SharedScratch(ws.attention.as_mut_ptr());
-    let xs = SharedMut::new(x);
+    let xs = Shared::new(&mut x[..rows * h]);
     let units = (offsets.len() - 1) * d.heads;
     for l in layers {
         let lw = &w.layers[l];
-        // SAFETY (every closure below): each part writes a disjoint set of column panels, heads
-        // or rows of its output; inputs were completed by an earlier, joined fork.
+        // SAFETY (every closure below): within one fork, each buffer is either only read by all
+        // parts or written by them at disjoint columns (panels, heads) or rows; a buffer written
+        // by one fork is read only in a later fork, after the join.
         // 1. Q, K, V for every token.
         fork.fork(&|part| unsafe {
-            let a = AView::new(xs.get(), rows, h, h);
-            let c = CView::new(qkv.get(), rows, 3 * h, 3 * h);
+            let a = AView::new(xs.read(), rows, h, h);
             let panels = slice_of(lw.qkv.panels(), part, parts);
-            linear(isa, a, &lw.qkv, c, Epilogue::Bias(&lw.qkv_bias), panels);
+            linear(isa, a, &lw.qkv, qkv.out(rows, 3 * h), Epilogue::Bias(&lw.qkv_bias), panels);
         });
         // 2. Attention, per (sequence, head).
         fork.fork(&|part| unsafe {
             let task = Attention {
-                qkv: qkv.get(),
-                context: context.get(),
+                qkv: qkv.read(),
+                context: context.out(rows, h),
                 offsets,
                 units: slice_of(units, part, parts),
                 dims: d,
@@ -188,64 +189,77 @@ pub(crate) fn run_layers(
         });
         // 3. Output projection + residual, then layer norm.
         fork.fork(&|part| unsafe {
-            let a = AView::new(context.get(), rows, h, h);
-            let c = CView::new(hidden.get(), rows, h, h);
-            let epilogue = Epilogue::BiasResidual { bias: &lw.attn_out_bias, residual: xs.get(), ld: h };
-            linear(isa, a, &lw.attn_out, c, epilogue, slice_of(lw.attn_out.panels(), part, parts));
+            let a = AView::new(context.read(), rows, h, h);
+            let epilogue = Epilogue::BiasResidual { bias: &lw.attn_out_bias, residual: xs.read(), ld: h };
+            let panels = slice_of(lw.attn_out.panels(), part, parts);
+            linear(isa, a, &lw.attn_out, hidden.out(rows, h), epilogue, panels);
         });
         fork.fork(&|part| unsafe {
-            run(
-                isa,
-                LayerNorm {
-                    x: hidden.get(),
-                    width: h,
-                    rows: slice_of(rows, part, parts),
-                    norm: &lw.attn_norm,
-                    eps: d.eps,
-                },
-            );
+            let mine = slice_of(rows, part, parts);
+            run(isa, LayerNorm { x: hidden.rows_mut(mine, h), width: h, norm: &lw.attn_norm, eps: d.eps });
         });
         // 4. Feed-forward: GELU(x·W1 + b1)·W2 + b2 + x, then layer norm.
         fork.fork(&|part| unsafe {
-            let a = AView::new(hidden.get(), rows, h, h);
-            let c = CView::new(ffn.get(), rows, i_dim, i_dim);
+            let a = AView::new(hidden.read(), rows, h, h);
             let panels = slice_of(lw.ffn_in.panels(), part, parts);
-            linear(isa, a, &lw.ffn_in, c, Epilogue::BiasGelu(&lw.ffn_in_bias), panels);
+            linear(isa, a, &lw.ffn_in, ffn.out(rows, i_dim), Epilogue::BiasGelu(&lw.ffn_in_bias), panels);
         });
         fork.fork(&|part| unsafe {
-            let a = AView::new(ffn.get(), rows, i_dim, i_dim);
-            let c = CView::new(xs.get(), rows, h, h);
-            let epilogue = Epilogue::BiasResidual { bias: &lw.ffn_out_bias, residual: hidden.get(), ld: h };
-            linear(isa, a, &lw.ffn_out, c, epilogue, slice_of(lw.ffn_out.panels(), part, parts));
+            let a = AView::new(ffn.read(), rows, i_dim, i_dim);
+            let epilogue = Epilogue::BiasResidual { bias: &lw.ffn_out_bias, residual: hidden.read(), ld: h };
+            let panels = slice_of(lw.ffn_out.panels(), part, parts);
+            linear(isa, a, &lw.ffn_out, xs.out(rows, h), epilogue, panels);
         });
         fork.fork(&|part| unsafe {
-            run(
-                isa,
-                LayerNorm { x: xs.get(), width: h, rows: slice_of(rows, part, parts), norm: &lw.ffn_norm, eps: d.eps },
-            );
+            let mine = slice_of(rows, part, parts);
+            run(isa, LayerNorm { x: xs.rows_mut(mine, h), width: h, norm: &lw.ffn_norm, eps: d.eps });
         });
-        // SAFETY: all forks joined; no part holds the buffer any more.
-        after_layer(l + 1, unsafe { xs.get() });
+        // SAFETY: all forks joined; nothing else accesses the buffer now.
+        after_layer(l + 1, unsafe { xs.read() });
     }
 }
 
-/// Raw shared pointer for handing disjoint regions of one buffer to fork parts.
+/// One buffer shared by the parts of a fork through a raw pointer; see the access rules in
+/// [`run_layers`].
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32, usize);
-// SAFETY: parts only touch disjoint regions (distinct column panels, heads or rows).
-unsafe impl Send for SharedMut {}
+struct Shared(*mut f32, usize);
+// SAFETY: parts only write disjoint regions, and never read what another part writes in the
+// same fork.
+unsafe impl Send for Shared {}
 // SAFETY: as above.
-unsafe impl Sync for SharedMut {}
-impl SharedMut {
+unsafe impl Sync for Shared {}
+impl Shared {
     fn new(s: &mut [f32]) -> Self {
         Self(s.as_mut_ptr(), s.len())
     }
+
+    /// The whole buffer, read-only.
+    ///
     /// # Safety
-    /// Callers must not create overlapping accesses from different parts.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn get(&self) -> &mut [f32] {
+    /// Nobody may write the buffer while the slice is in use.
+    unsafe fn read<'a>(&self) -> &'a [f32] {
         // SAFETY: by the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.0, self.1) }
+        unsafe { std::slice::from_raw_parts(self.0, self.1) }
+    }
+
+    /// An output view over the whole buffer (`rows × n`, dense).
+    ///
+    /// # Safety
+    /// Parts holding such views must write disjoint elements and nobody may read them meanwhile.
+    unsafe fn out<'a>(&self, rows: usize, n: usize) -> CView<'a> {
+        // SAFETY: by the caller's contract.
+        unsafe { CView::from_raw(self.0, self.1, rows, n, n) }
+    }
+
+    /// Rows `range` of a matrix of `width` columns, mutable.
+    ///
+    /// # Safety
+    /// Ranges handed to different parts must not overlap, and nobody else may access them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows_mut<'a>(&self, range: std::ops::Range<usize>, width: usize) -> &'a mut [f32] {
+        assert!(range.end * width <= self.1, "rows out of bounds");
+        // SAFETY: in bounds; exclusivity by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(range.start * width), range.len() * width) }
     }
 }
 
@@ -260,18 +274,25 @@ impl SharedScratch {
     /// # Safety
     /// `part` must be in bounds and used by one thread at a time.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn part(&self, part: usize) -> &mut AttentionScratch {
+    unsafe fn part<'a>(&self, part: usize) -> &'a mut AttentionScratch {
         // SAFETY: by the caller's contract.
         unsafe { &mut *self.0.add(part) }
     }
 }
 
 /// `C = A·B` + epilogue over some panels of packed weights.
-fn linear(isa: Isa, a: AView, b: &PackedMatrix, c: CView, epilogue: Epilogue<'_>, panels: std::ops::Range<usize>) {
+fn linear(
+    isa: Isa,
+    a: AView<'_>,
+    b: &PackedMatrix,
+    c: CView<'_>,
+    epilogue: Epilogue<'_>,
+    panels: std::ops::Range<usize>,
+) {
     struct Linear<'a> {
-        a: AView,
+        a: AView<'a>,
         b: &'a PackedMatrix,
-        c: CView,
+        c: CView<'a>,
         epilogue: Epilogue<'a>,
         panels: std::ops::Range<usize>,
     }
@@ -279,18 +300,18 @@ fn linear(isa: Isa, a: AView, b: &PackedMatrix, c: CView, epilogue: Epilogue<'_>
         type Output = ();
         #[inline(always)]
         unsafe fn run<S: Simd>(self) {
-            // SAFETY: views were checked against their buffers when built.
+            // SAFETY: the views were checked against their buffers, and `gemm` checks that the
+            // shapes, bias and residual agree.
             unsafe { gemm_packed::<S>(self.a, self.b, self.c, self.epilogue, self.panels) }
         }
     }
     run(isa, Linear { a, b, c, epilogue, panels })
 }
 
-/// Layer norm of some rows of a `rows × width` matrix.
+/// Layer norm of the rows of `x` (`width` columns each).
 struct LayerNorm<'a> {
     x: &'a mut [f32],
     width: usize,
-    rows: std::ops::Range<usize>,
     norm: &'a Norm,
     eps: f32,
 }
@@ -299,8 +320,7 @@ impl IsaTask for LayerNorm<'_> {
     type Output = ();
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        for r in self.rows {
-            let row = &mut self.x[r * self.width..][..self.width];
+        for row in self.x.chunks_exact_mut(self.width) {
             // SAFETY: dispatched for a supported ISA.
             unsafe { layer_norm_row::<S>(row, &self.norm.gamma, &self.norm.beta, self.eps) };
         }
@@ -310,7 +330,7 @@ impl IsaTask for LayerNorm<'_> {
 /// Attention for some (sequence, head) units.
 struct Attention<'a> {
     qkv: &'a [f32],
-    context: &'a mut [f32],
+    context: CView<'a>,
     offsets: &'a [usize],
     units: std::ops::Range<usize>,
     dims: Dims,
@@ -336,7 +356,7 @@ impl IsaTask for Attention<'_> {
 #[inline(always)]
 unsafe fn attention_head<S: Simd>(
     qkv: &[f32],
-    context: &mut [f32],
+    context: CView<'_>,
     rows: std::ops::Range<usize>,
     head: usize,
     d: Dims,
@@ -370,14 +390,14 @@ unsafe fn attention_head<S: Simd>(
     unsafe {
         let q = AView::new(&qkv[row0 * ld + head * dh..], len, dh, ld);
         let kt = BView::row_major(keys_t, dh, len, len_p, nr);
-        let s = CView::new(scores, len, len_p, len_p);
+        let s = CView::new(scores, len, len, len_p);
         gemm::<S, f32>(q, kt, s, Epilogue::Scale(scale), 0..len_p / nr);
         for r in 0..len {
             softmax_row::<S>(&mut scores[r * len_p..(r + 1) * len_p], len);
         }
         let p = AView::new(scores, len, len, len_p);
         let v = BView::row_major(values, len, dh, dh_p, nr);
-        let out = CView::new(&mut context[row0 * h + head * dh..], len, dh, h);
+        let out = context.sub(row0, len, head * dh, dh);
         gemm::<S, f32>(p, v, out, Epilogue::Store, 0..dh_p / nr);
     }
 }

@@ -61,7 +61,8 @@ struct Inner {
     weights: BertWeights,
     precision: WeightPrecision,
     threads: usize,
-    team: Option<Mutex<Team>>,
+    /// Splits single queries across threads (it runs a query alone when another holds it).
+    team: Option<Team>,
     workspaces: Mutex<Vec<Workspace>>,
 }
 
@@ -95,8 +96,7 @@ impl Encoder {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = options.threads.unwrap_or(cores).max(1);
         let query_threads = options.query_threads.unwrap_or(cores.min(2)).max(1);
-        let team =
-            if query_threads > 1 { Some(Mutex::new(Team::new(query_threads).map_err(Error::Thread)?)) } else { None };
+        let team = if query_threads > 1 { Some(Team::new(query_threads).map_err(Error::Thread)?) } else { None };
         Ok(Encoder {
             inner: Arc::new(Inner {
                 name: files.name,
@@ -198,7 +198,7 @@ impl Encoder {
         embed(&self.inner.weights, &tokens.ids, &tokens.type_ids, &offsets, &mut hidden);
         let mut pooled = vec![0.0; h];
         pooling::pool(&hidden, &offsets, h, self.inner.profile.pooling, &mut pooled);
-        Ok(QueryState { encoder: self.clone(), tokens, hidden, pooled: vec![pooled] })
+        Ok(QueryState { encoder: self.clone(), tokens, hidden, pooled: vec![pooled], interrupted: false })
     }
 
     /// Embeds passages at every rung of the profile.
@@ -218,8 +218,9 @@ impl Encoder {
             self.check_rung(rung)?;
         }
         let c = &self.inner.config;
-        for tokens in texts {
-            check_tokens(tokens, c.vocab_size, c.type_vocab_size, c.max_position_embeddings)?;
+        for (i, tokens) in texts.iter().enumerate() {
+            check_tokens(tokens, c.vocab_size, c.type_vocab_size, c.max_position_embeddings)
+                .map_err(|e| Error::InvalidRequest(format!("text {i}: {e}")))?;
         }
         let mut layers: Vec<usize> = rungs.iter().map(|r| r.layer).collect();
         layers.sort_unstable();
@@ -410,6 +411,9 @@ pub struct QueryState {
     hidden: Vec<f32>,
     /// Pooled state of every layer computed so far (index = layer).
     pooled: Vec<Vec<f32>>,
+    /// Set while layers run: still set afterwards only if a panic interrupted them, leaving
+    /// `hidden` half-updated.
+    interrupted: bool,
 }
 
 impl QueryState {
@@ -432,17 +436,22 @@ impl QueryState {
                 self.encoder.profile().largest()
             )));
         }
+        if self.interrupted {
+            return Err(Error::InvalidRequest(
+                "this query's encoding was interrupted by a panic; start a new query".into(),
+            ));
+        }
         let from = self.layer();
         if layer <= from {
             return Ok(());
         }
+        self.interrupted = true;
         let inner = &self.encoder.inner;
         let h = self.encoder.hidden_size();
         let mut ws = self.encoder.take_workspace();
         let offsets = [0, self.tokens.len()];
-        let team = inner.team.as_ref().and_then(|t| t.try_lock().ok());
-        let fork: &dyn Fork = match &team {
-            Some(team) => &**team,
+        let fork: &dyn Fork = match &inner.team {
+            Some(team) => team,
             None => &Serial,
         };
         let pooled = &mut self.pooled;
@@ -451,7 +460,7 @@ impl QueryState {
             pooling::pool(states, &offsets, h, inner.profile.pooling, &mut v);
             pooled.push(v);
         });
-        drop(team);
+        self.interrupted = false;
         self.encoder.return_workspace(ws);
         Ok(())
     }

@@ -8,47 +8,11 @@
 //! bit-identical results alone or inside a batch.
 
 use super::math::gelu;
-use barista_index::aligned::{AlignedVec, Zeroable};
+use barista_index::aligned::AlignedVec;
+use barista_index::simd::Elem;
 use barista_index::simd::Simd;
+use std::marker::PhantomData;
 use std::ops::Range;
-
-/// An element type `B` can be stored in: f32, or f16 / bf16 widened exactly to f32 on load.
-pub(crate) trait Elem: Zeroable {
-    /// Rounds an f32 to this type (exact for values that came from it).
-    fn from_f32(x: f32) -> Self;
-    /// Loads `LANES` elements as f32.
-    unsafe fn load<S: Simd>(p: *const Self) -> S::V;
-}
-
-impl Elem for f32 {
-    fn from_f32(x: f32) -> Self {
-        x
-    }
-    #[inline(always)]
-    unsafe fn load<S: Simd>(p: *const Self) -> S::V {
-        unsafe { S::load(p) }
-    }
-}
-
-impl Elem for half::f16 {
-    fn from_f32(x: f32) -> Self {
-        half::f16::from_f32(x)
-    }
-    #[inline(always)]
-    unsafe fn load<S: Simd>(p: *const Self) -> S::V {
-        unsafe { S::load_f16(p.cast()) }
-    }
-}
-
-impl Elem for half::bf16 {
-    fn from_f32(x: f32) -> Self {
-        half::bf16::from_f32(x)
-    }
-    #[inline(always)]
-    unsafe fn load<S: Simd>(p: *const Self) -> S::V {
-        unsafe { S::load_bf16(p.cast()) }
-    }
-}
 
 /// Storage precision of packed weights. Arithmetic is always f32; narrower storage is widened
 /// exactly in registers, so storing weights in the precision they were published in loses nothing.
@@ -167,44 +131,72 @@ pub(crate) enum Epilogue<'a> {
 
 /// A left operand: `rows` rows of `k` values at `ptr + row * ld`.
 #[derive(Clone, Copy)]
-pub(crate) struct AView {
+pub(crate) struct AView<'a> {
     ptr: *const f32,
     ld: usize,
     rows: usize,
+    k: usize,
+    _data: PhantomData<&'a [f32]>,
 }
 
-impl AView {
-    /// `rows` rows of a row-major matrix with stride `ld`, starting at `data[0]`.
-    pub(crate) fn new(data: &[f32], rows: usize, k: usize, ld: usize) -> Self {
-        assert!(rows == 0 || data.len() >= (rows - 1) * ld + k, "bad A view");
-        Self { ptr: data.as_ptr(), ld, rows }
+impl<'a> AView<'a> {
+    /// `rows` rows of `k` values, row stride `ld`, starting at `data[0]`.
+    pub(crate) fn new(data: &'a [f32], rows: usize, k: usize, ld: usize) -> Self {
+        assert!(k <= ld || rows <= 1, "bad A view: rows of {k} values with stride {ld}");
+        assert!(
+            rows == 0 || data.len() >= (rows - 1) * ld + k,
+            "bad A view: {rows}×{k} (stride {ld}) over {} values",
+            data.len()
+        );
+        Self { ptr: data.as_ptr(), ld, rows, k, _data: PhantomData }
     }
 }
 
-/// The output: `rows × n` values at `ptr + row * ld`.
+/// The output: `rows × n` values at `ptr + row * ld`. Several threads may hold views of one
+/// buffer as long as they write disjoint column panels (see [`CView::from_raw`]).
 #[derive(Clone, Copy)]
-pub(crate) struct CView {
+pub(crate) struct CView<'a> {
     ptr: *mut f32,
     ld: usize,
+    rows: usize,
+    n: usize,
+    _data: PhantomData<&'a mut [f32]>,
 }
 
-impl CView {
-    /// Output rows of stride `ld` starting at `data[0]`, holding `rows × n`.
-    pub(crate) fn new(data: &mut [f32], rows: usize, n: usize, ld: usize) -> Self {
-        assert!(rows == 0 || data.len() >= (rows - 1) * ld + n, "bad C view");
-        Self { ptr: data.as_mut_ptr(), ld }
+impl<'a> CView<'a> {
+    /// `rows × n` outputs, row stride `ld`, starting at `data[0]`.
+    pub(crate) fn new(data: &'a mut [f32], rows: usize, n: usize, ld: usize) -> Self {
+        // SAFETY: derived from a unique borrow that lives as long as the view.
+        unsafe { Self::from_raw(data.as_mut_ptr(), data.len(), rows, n, ld) }
+    }
+
+    /// A view over `len` values at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must stay valid for `'a`, and no two views may write the same element
+    /// while both are in use, nor may anything read an element while a view writes it.
+    pub(crate) unsafe fn from_raw(ptr: *mut f32, len: usize, rows: usize, n: usize, ld: usize) -> Self {
+        assert!(n <= ld || rows <= 1, "bad C view: rows of {n} values with stride {ld}");
+        assert!(rows == 0 || len >= (rows - 1) * ld + n, "bad C view: {rows}×{n} (stride {ld}) over {len} values");
+        Self { ptr, ld, rows, n, _data: PhantomData }
+    }
+
+    /// The `rows × n` sub-view starting at (`row`, `col`).
+    pub(crate) fn sub(self, row: usize, rows: usize, col: usize, n: usize) -> CView<'a> {
+        assert!(row + rows <= self.rows && col + n <= self.n, "sub-view out of bounds");
+        // SAFETY: inside the parent view, which upholds the contract.
+        CView { ptr: unsafe { self.ptr.add(row * self.ld + col) }, ld: self.ld, rows, n, _data: PhantomData }
     }
 }
 
-// SAFETY: the views are plain pointers into buffers that callers keep alive and, for `CView`,
-// split between threads by disjoint column panels.
-unsafe impl Send for CView {}
+// SAFETY: plain pointers into buffers the views borrow; writers split work by disjoint panels.
+unsafe impl Send for CView<'_> {}
 // SAFETY: as above.
-unsafe impl Sync for CView {}
+unsafe impl Sync for CView<'_> {}
 // SAFETY: read-only.
-unsafe impl Send for AView {}
+unsafe impl Send for AView<'_> {}
 // SAFETY: read-only.
-unsafe impl Sync for AView {}
+unsafe impl Sync for AView<'_> {}
 // SAFETY: read-only.
 unsafe impl<E> Send for BView<E> {}
 // SAFETY: read-only.
@@ -227,6 +219,17 @@ pub(crate) unsafe fn gemm<S: Simd, E: Elem>(
 ) {
     let nr = 2 * S::LANES;
     let m = a.rows;
+    assert!(a.k == b.k && c.rows == m && c.n == b.n, "product shapes do not match");
+    assert!(panels.end <= b.n.div_ceil(nr), "panel range out of bounds");
+    let padded = b.n.div_ceil(nr) * nr;
+    match epilogue {
+        Epilogue::Bias(bias) | Epilogue::BiasGelu(bias) => assert!(bias.len() >= padded, "bias too short"),
+        Epilogue::BiasResidual { bias, residual, ld } => {
+            assert!(bias.len() >= padded, "bias too short");
+            assert!(ld >= b.n && (m == 0 || residual.len() >= (m - 1) * ld + b.n), "residual too short");
+        }
+        Epilogue::Store | Epilogue::Scale(_) => {}
+    }
     if m == 0 {
         return;
     }

@@ -6,10 +6,11 @@
 //! then lets them sleep. Work is split by the caller into `parts()` disjoint pieces; the caller
 //! always runs part 0 itself.
 
+use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -48,13 +49,16 @@ struct Shared {
     /// Helpers parked (not spinning).
     sleeping: AtomicUsize,
     shutdown: AtomicBool,
-    panicked: AtomicBool,
+    /// Set while a fork is in progress: a second caller (or a nested fork) runs serially.
+    busy: AtomicBool,
+    /// The first panic of a helper during the current fork.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
-// SAFETY: `job` is written by the single caller (serialised by `&mut`-like use through
-// `Team::fork`, which is not reentrant) before the epoch is published with Release, and read by
-// helpers after observing the epoch with Acquire; the caller waits for `pending == 0` before it
-// can be overwritten or the closure it points to goes away.
+// SAFETY: `job` is written only by the caller that won `busy`, before the epoch is published
+// with Release, and read by helpers after observing the epoch with Acquire; that caller waits
+// for `pending == 0` before `busy` is released, so the job is never overwritten or dropped while
+// a helper may still run it.
 unsafe impl Sync for Shared {}
 // SAFETY: as above.
 unsafe impl Send for Shared {}
@@ -74,16 +78,18 @@ impl Team {
             job: UnsafeCell::new(None),
             sleeping: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
-            panicked: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            panic: Mutex::new(None),
         });
-        let mut threads = Vec::new();
+        // Built first so that, if a spawn fails, dropping it stops the helpers already running.
+        let mut team = Team { shared, threads: Vec::new() };
         for part in 1..parts.max(1) {
-            let shared = Arc::clone(&shared);
+            let shared = Arc::clone(&team.shared);
             let handle =
                 thread::Builder::new().name(format!("barista-team-{part}")).spawn(move || helper(&shared, part))?;
-            threads.push((handle.thread().clone(), Some(handle)));
+            team.threads.push((handle.thread().clone(), Some(handle)));
         }
-        Ok(Team { shared, threads })
+        Ok(team)
     }
 }
 
@@ -116,8 +122,9 @@ fn helper(shared: &Shared, part: usize) {
         let job = unsafe { (*shared.job.get()).expect("job published with its epoch") };
         // SAFETY: see above.
         let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(part) }));
-        if outcome.is_err() {
-            shared.panicked.store(true, Ordering::Release);
+        if let Err(payload) = outcome {
+            let mut first = shared.panic.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert(payload);
         }
         shared.pending.fetch_sub(1, Ordering::AcqRel);
     }
@@ -129,13 +136,21 @@ impl Fork for Team {
     }
 
     fn fork(&self, f: &(dyn Fn(usize) + Sync)) {
-        if self.threads.is_empty() {
-            return f(0);
-        }
         let shared = &*self.shared;
-        // SAFETY: erase the closure's lifetime; we do not return before every helper is done.
+        if self.threads.is_empty()
+            || shared.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
+        {
+            // No helpers, or the team is in use (by another thread, or this is a nested fork):
+            // run every part here. Results are the same; only the speed differs.
+            for part in 0..self.parts() {
+                f(part);
+            }
+            return;
+        }
+        // SAFETY: erase the closure's lifetime; we do not return (or unwind) before every helper
+        // is done with it.
         let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
-        // SAFETY: no helper reads `job` while `pending == 0` (the previous fork waited for it).
+        // SAFETY: we hold `busy` and no helper reads `job` while `pending == 0`.
         unsafe { *shared.job.get() = Some(job) };
         shared.pending.store(self.threads.len(), Ordering::Release);
         shared.epoch.fetch_add(1, Ordering::SeqCst);
@@ -148,11 +163,13 @@ impl Fork for Team {
         while shared.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
         }
+        let helper_panic = shared.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        shared.busy.store(false, Ordering::Release);
         if let Err(panic) = mine {
             resume_unwind(panic);
         }
-        if shared.panicked.swap(false, Ordering::AcqRel) {
-            panic!("a barista team thread panicked while running a kernel");
+        if let Some(panic) = helper_panic {
+            resume_unwind(panic);
         }
     }
 }
@@ -216,6 +233,26 @@ mod tests {
             hits.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(hits.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn concurrent_and_nested_forks_run_serially_and_correctly() {
+        let team = Team::new(2).unwrap();
+        let total = AtomicU32::new(0);
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..500 {
+                        team.fork(&|_| {
+                            team.fork(&|_| {
+                                total.fetch_add(1, Ordering::Relaxed);
+                            });
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 4 * 500 * 2 * 2);
     }
 
     #[test]

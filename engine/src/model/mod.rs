@@ -26,13 +26,8 @@ fn read_profile_file(path: &Path) -> Result<ProfileSpec> {
     })
 }
 
-/// What the sentence-transformers files say: pooling (or why it cannot be used) and max length.
-struct SentenceTransformers {
-    pooling: std::result::Result<Option<Pooling>, String>,
-    max_length: Option<usize>,
-}
-
-fn read_sentence_transformers(files: &ModelFiles) -> Result<SentenceTransformers> {
+/// The sentence-transformers pooling, read only when no other source set the pooling.
+fn read_st_pooling(path: &Path) -> Result<Pooling> {
     #[derive(Deserialize)]
     struct PoolingConfig {
         #[serde(default)]
@@ -48,35 +43,57 @@ fn read_sentence_transformers(files: &ModelFiles) -> Result<SentenceTransformers
         #[serde(default)]
         pooling_mode_lasttoken: bool,
     }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let c: PoolingConfig = serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, e.to_string()))?;
+    let others = c.pooling_mode_max_tokens
+        || c.pooling_mode_mean_sqrt_len_tokens
+        || c.pooling_mode_weightedmean_tokens
+        || c.pooling_mode_lasttoken;
+    match (c.pooling_mode_cls_token, c.pooling_mode_mean_tokens, others) {
+        (true, false, false) => Ok(Pooling::Cls),
+        (false, true, false) => Ok(Pooling::Mean),
+        _ => Err(Error::invalid_file(
+            path,
+            "its sentence-transformers pooling is not plain cls or mean; set the pooling explicitly (cls or mean)",
+        )),
+    }
+}
+
+/// `max_seq_length` of `sentence_bert_config.json`, read only when no other source set a length.
+fn read_st_max_length(path: &Path) -> Result<Option<usize>> {
     #[derive(Deserialize)]
     struct StConfig {
         max_seq_length: Option<usize>,
     }
-    let pooling = match &files.st_pooling {
-        None => Ok(None),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let c: PoolingConfig = serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, e.to_string()))?;
-            let others = c.pooling_mode_max_tokens
-                || c.pooling_mode_mean_sqrt_len_tokens
-                || c.pooling_mode_weightedmean_tokens
-                || c.pooling_mode_lasttoken;
-            match (c.pooling_mode_cls_token, c.pooling_mode_mean_tokens, others) {
-                (true, false, false) => Ok(Some(Pooling::Cls)),
-                (false, true, false) => Ok(Some(Pooling::Mean)),
-                _ => Err(format!("the sentence-transformers pooling in {} is not plain cls or mean", path.display())),
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let c: StConfig = serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, e.to_string()))?;
+    Ok(c.max_seq_length)
+}
+
+/// Where each profile field came from, for error messages.
+#[derive(Default)]
+struct Sources(Vec<(&'static str, String)>);
+
+impl Sources {
+    fn note(&mut self, spec: &ProfileSpec, source: &str) {
+        let fields = [
+            ("rungs", spec.rungs.is_some()),
+            ("pooling", spec.pooling.is_some()),
+            ("similarity", spec.similarity.is_some()),
+            ("query_max_length", spec.query_max_length.is_some()),
+            ("passage_max_length", spec.passage_max_length.is_some()),
+        ];
+        for (field, set) in fields {
+            if set && !self.0.iter().any(|(f, _)| *f == field) {
+                self.0.push((field, source.to_string()));
             }
         }
-    };
-    let max_length = match &files.st_config {
-        None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let c: StConfig = serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, e.to_string()))?;
-            c.max_seq_length
-        }
-    };
-    Ok(SentenceTransformers { pooling, max_length })
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self.0.iter().map(|(f, s)| format!("{f} from {s}")).collect();
+        if parts.is_empty() { String::new() } else { format!(" (settings: {})", parts.join("; ")) }
+    }
 }
 
 /// Assembles the profile from every source, in order of precedence: `explicit` settings, the
@@ -97,22 +114,39 @@ pub(crate) fn assemble_profile(
     };
     let from_file = files.matryoshka.as_deref().map(read_profile_file).transpose()?.unwrap_or_default();
     let from_id = files.hub_id.as_deref().and_then(preset).unwrap_or_default();
-    let st = read_sentence_transformers(files)?;
-    let mut spec = explicit.clone().or(named).or(from_file).or(from_id);
-    if spec.pooling.is_none() {
-        spec.pooling = st.pooling.map_err(|message| Error::Profile {
-            model: files.name.clone(),
-            message: format!("{message}; set the pooling explicitly (cls or mean)"),
-        })?;
+    let mut sources = Sources::default();
+    sources.note(explicit, "flags");
+    if let Some(name) = preset_name {
+        sources.note(&named, &format!("preset {name}"));
     }
-    spec = spec.or(ProfileSpec {
-        passage_max_length: st.max_length.map(|m| m.min(config.max_position_embeddings)),
-        ..Default::default()
-    });
+    if let Some(path) = &files.matryoshka {
+        sources.note(&from_file, &path.display().to_string());
+    }
+    if let Some(id) = &files.hub_id {
+        sources.note(&from_id, &format!("the built-in preset for {id}"));
+    }
+    let mut spec = explicit.clone().or(named).or(from_file).or(from_id);
+    if spec.pooling.is_none()
+        && let Some(path) = &files.st_pooling
+    {
+        spec.pooling = Some(read_st_pooling(path)?);
+        sources.note(&spec, &path.display().to_string());
+    }
+    if spec.passage_max_length.is_none()
+        && let Some(path) = &files.st_config
+    {
+        spec.passage_max_length = read_st_max_length(path)?.map(|m| m.min(config.max_position_embeddings));
+        sources.note(&spec, &path.display().to_string());
+    }
     let shape = ModelShape {
         layers: config.num_hidden_layers,
         hidden: config.hidden_size,
         max_positions: config.max_position_embeddings,
     };
-    Profile::resolve(spec, shape, &files.name)
+    Profile::resolve(spec, shape, &files.name).map_err(|e| match e {
+        Error::Profile { model, message } => {
+            Error::Profile { model, message: format!("{message}{}", sources.describe()) }
+        }
+        other => other,
+    })
 }

@@ -136,7 +136,7 @@ fn shard_names(index: &Path) -> Result<Vec<String>> {
     let parsed: Index = serde_json::from_str(&text)
         .map_err(|e| Error::invalid_file(index, format!("{e}; expected a safetensors index with a weight_map")))?;
     let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
-    if shards.is_empty() || shards.iter().any(|s| s.contains("..") || s.starts_with('/')) {
+    if shards.is_empty() || shards.iter().any(|s| !is_inside(s)) {
         return Err(Error::invalid_file(index, "weight_map must name shard files inside the model folder"));
     }
     Ok(shards.into_iter().collect())
@@ -154,67 +154,143 @@ fn st_pooling_path(dir: &Path, optional: impl Fn(&str) -> Option<PathBuf>) -> Op
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|text| serde_json::from_str::<Vec<Module>>(&text).ok())
         .and_then(|modules| modules.into_iter().find(|m| m.kind.ends_with("models.Pooling")))
+        .filter(|m| is_inside(&m.path))
         .and_then(|m| optional(&format!("{}/config.json", m.path)));
     from_modules.or_else(|| optional("1_Pooling/config.json")).filter(|p| p.starts_with(dir))
 }
 
+/// Whether a relative path from a model file stays inside the model folder.
+fn is_inside(relative: &str) -> bool {
+    !relative.starts_with('/') && relative.split(['/', '\\']).all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// The Hugging Face cache root: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+#[cfg(feature = "hub")]
+fn hub_cache() -> hf_hub::Cache {
+    match std::env::var_os("HF_HUB_CACHE") {
+        Some(path) => hf_hub::Cache::new(PathBuf::from(path)),
+        None => hf_hub::Cache::from_env(),
+    }
+}
+
+#[cfg(feature = "hub")]
+fn is_commit(revision: &str) -> bool {
+    revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The files a model may have that Barista reads, beyond config.json, tokenizer.json and weights.
+#[cfg(feature = "hub")]
+const OPTIONAL: [&str; 5] =
+    ["2d_matryoshka.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json", WEIGHTS_INDEX];
+
 #[cfg(feature = "hub")]
 fn resolve_hub(id: &str, revision: Option<&str>, offline: bool) -> Result<ModelFiles> {
     use hf_hub::api::sync::ApiBuilder;
-    use hf_hub::{Cache, Repo, RepoType};
+    use hf_hub::{Repo, RepoType};
 
     let revision = revision.unwrap_or("main").to_string();
-    let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.clone());
-    let cache = Cache::from_env();
+    let cache = hub_cache();
+    let repo_dir = cache.path().join(Repo::new(id.to_string(), RepoType::Model).folder_name());
     let offline = offline || std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    let cache_repo = cache.repo(repo.clone());
-    let api = if offline {
-        None
-    } else {
-        ApiBuilder::from_cache(cache.clone()).with_progress(false).build().ok().map(|api| api.repo(repo))
-    };
     let what_to_do = format!(
-        "Barista looks in the local Hugging Face cache ({}) first. If this machine is offline, download the model where \
-         there is network (`huggingface-cli download {id}`) and either copy the cache here (set HF_HOME) or pass the \
-         model's folder with --model",
+        "If this machine is offline, download the model where there is network (`huggingface-cli download {id}`) and \
+         either copy the Hugging Face cache here (HF_HOME / HF_HUB_CACHE; Barista looked in {}) or pass the model's \
+         folder with --model",
         cache.path().display()
     );
-    let fetch = |file: &str| -> std::result::Result<PathBuf, String> {
-        if let Some(path) = cache_repo.get(file) {
-            return Ok(path);
+
+    // 1. Pin one commit, so that every file comes from the same snapshot.
+    let mut online_error = None;
+    let mut remote = None;
+    if offline {
+        online_error = Some("downloads are off (offline)".to_string());
+    } else {
+        let mut builder = ApiBuilder::from_cache(cache.clone()).with_progress(false);
+        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+            builder = builder.with_endpoint(endpoint);
         }
-        match &api {
-            None => Err("not in the local cache and downloads are off (offline)".to_string()),
-            Some(api) => api.get(file).map_err(|e| e.to_string()),
+        if let Ok(token) = std::env::var("HF_TOKEN") {
+            builder = builder.with_token(Some(token));
+        }
+        match builder.build() {
+            Err(e) => online_error = Some(format!("could not start a Hub client: {e}")),
+            Ok(api) => match api.repo(Repo::with_revision(id.to_string(), RepoType::Model, revision.clone())).info() {
+                Ok(info) => remote = Some((api, info)),
+                Err(e) => online_error = Some(format!("could not reach the Hub: {e}")),
+            },
+        }
+    }
+    let sha = match &remote {
+        Some((_, info)) => info.sha.clone(),
+        None if is_commit(&revision) => revision.clone(),
+        None => std::fs::read_to_string(repo_dir.join("refs").join(&revision)).map(|s| s.trim().to_string()).map_err(
+            |_| {
+                Error::ModelNotFound(format!(
+                    "{id}@{revision} is not in the local Hugging Face cache and {}. {what_to_do}",
+                    online_error.clone().unwrap_or_default()
+                ))
+            },
+        )?,
+    };
+    let snapshot = repo_dir.join("snapshots").join(&sha);
+
+    // 2. Fetch what the snapshot has (or find it in the cache).
+    let fetch = |file: &str| -> std::result::Result<Option<PathBuf>, String> {
+        let cached = snapshot.join(file);
+        if cached.is_file() {
+            return Ok(Some(cached));
+        }
+        match &remote {
+            None => Ok(None),
+            Some((api, info)) => {
+                if !info.siblings.iter().any(|s| s.rfilename == file) {
+                    return Ok(None);
+                }
+                let pinned = api.repo(Repo::with_revision(id.to_string(), RepoType::Model, sha.clone()));
+                pinned.get(file).map(Some).map_err(|e| format!("could not download {file} of {id}@{sha}: {e}"))
+            }
         }
     };
     let required = |file: &str| -> Result<PathBuf> {
-        fetch(file).map_err(|e| {
-            Error::ModelNotFound(format!(
-                "could not get {file} of {id}@{revision} from the Hugging Face Hub: {e}. {what_to_do}"
-            ))
-        })
+        match fetch(file) {
+            Ok(Some(path)) => Ok(path),
+            Ok(None) if remote.is_some() => Err(Error::ModelNotFound(format!(
+                "{id}@{revision} has no {file}; Barista needs config.json, tokenizer.json and safetensors weights"
+            ))),
+            Ok(None) => Err(Error::ModelNotFound(format!(
+                "{file} of {id}@{revision} is not in the local cache ({}) and {}. {what_to_do}",
+                snapshot.display(),
+                online_error.clone().unwrap_or_default()
+            ))),
+            Err(e) => Err(Error::ModelNotFound(format!("{e}. {what_to_do}"))),
+        }
+    };
+    let optional = |file: &str| -> Result<Option<PathBuf>> {
+        fetch(file).map_err(|e| Error::ModelNotFound(format!("{e}. {what_to_do}")))
     };
     let config = required("config.json")?;
     let tokenizer = required("tokenizer.json")?;
-    let weights = match fetch(WEIGHTS) {
-        Ok(path) => vec![path],
-        Err(single_error) => match fetch(WEIGHTS_INDEX) {
-            Ok(index) => shard_names(&index)?.iter().map(|s| required(s)).collect::<Result<_>>()?,
-            Err(_) => {
-                return Err(Error::ModelNotFound(format!(
-                    "could not get safetensors weights of {id}@{revision} ({WEIGHTS}: {single_error}); Barista needs \
-                     {WEIGHTS} or {WEIGHTS_INDEX}. {what_to_do}"
-                )));
-            }
+    let weights = match optional(WEIGHTS)? {
+        Some(path) => vec![path],
+        None => match optional(WEIGHTS_INDEX)? {
+            Some(index) => shard_names(&index)?.iter().map(|s| required(s)).collect::<Result<_>>()?,
+            None => required(WEIGHTS).map(|p| vec![p])?,
         },
     };
-    let optional = |file: &str| fetch(file).ok();
-    let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-    let modules = optional("modules.json");
-    let st_pooling = match modules {
-        Some(_) => st_pooling_path(&dir, |f| optional(f)),
-        None => optional("1_Pooling/config.json"),
+    let mut found = std::collections::BTreeMap::new();
+    for file in OPTIONAL {
+        found.insert(file, optional(file)?);
+    }
+    if let Some((_, _)) = &remote {
+        // Let later offline loads of `id@revision` find this snapshot, as the Python client does.
+        if !is_commit(&revision) {
+            let refs = repo_dir.join("refs");
+            let _ = std::fs::create_dir_all(&refs).and_then(|()| std::fs::write(refs.join(&revision), &sha));
+        }
+    }
+    let st_pooling = match found.get("modules.json").cloned().flatten() {
+        Some(_) => st_pooling_path(&snapshot, |f| optional(f).ok().flatten()),
+        None => found.get("1_Pooling/config.json").cloned().flatten(),
     };
     Ok(ModelFiles {
         name: id.to_string(),
@@ -222,9 +298,9 @@ fn resolve_hub(id: &str, revision: Option<&str>, offline: bool) -> Result<ModelF
         config,
         tokenizer,
         weights,
-        matryoshka: optional("2d_matryoshka.json"),
+        matryoshka: found.get("2d_matryoshka.json").cloned().flatten(),
         st_pooling,
-        st_config: optional("sentence_bert_config.json"),
+        st_config: found.get("sentence_bert_config.json").cloned().flatten(),
     })
 }
 

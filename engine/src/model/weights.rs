@@ -51,14 +51,21 @@ struct Tensors {
 
 impl Tensors {
     fn open(paths: &[PathBuf]) -> Result<Tensors> {
+        // Check each file on its own first, so that an error names the file at fault.
+        for path in paths {
+            std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: as below.
+            unsafe { MmapedSafetensors::new(path) }.map_err(|e| {
+                Error::invalid_file(
+                    path,
+                    format!("cannot be read as safetensors ({e}): the file is truncated or damaged; download it again"),
+                )
+            })?;
+        }
         // SAFETY: the files are mapped read-only; Barista never writes them, and a model that
         // changes under a running process is outside what any loader can defend against.
-        let files = unsafe { MmapedSafetensors::multi(paths) }.map_err(|e| {
-            Error::invalid_file(
-                paths[0].clone(),
-                format!("cannot be read as safetensors ({e}): the file is truncated or damaged; download it again"),
-            )
-        })?;
+        let files = unsafe { MmapedSafetensors::multi(paths) }
+            .map_err(|e| Error::invalid_file(paths[0].clone(), format!("cannot be read as safetensors ({e})")))?;
         let suffix = "embeddings.word_embeddings.weight";
         let prefix = files
             .tensors()

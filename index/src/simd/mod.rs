@@ -9,8 +9,62 @@
 
 mod vector;
 
+use crate::aligned::Zeroable;
 use std::fmt;
 use std::str::FromStr;
+
+/// An element type `B` can be stored in: f32, or f16 / bf16 widened exactly to f32 on load.
+pub trait Elem: Zeroable {
+    /// Rounds an f32 to this type (exact for values that came from it).
+    fn from_f32(x: f32) -> Self;
+    /// Widens to f32 (exact).
+    fn to_f32(self) -> f32;
+    /// Loads `LANES` elements as f32.
+    ///
+    /// # Safety
+    /// `p` must be valid for `S::LANES` reads, and `S` supported by this CPU.
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V;
+}
+
+impl Elem for f32 {
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V {
+        unsafe { S::load(p) }
+    }
+}
+
+impl Elem for half::f16 {
+    fn from_f32(x: f32) -> Self {
+        half::f16::from_f32(x)
+    }
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V {
+        unsafe { S::load_f16(p.cast()) }
+    }
+}
+
+impl Elem for half::bf16 {
+    fn from_f32(x: f32) -> Self {
+        half::bf16::from_f32(x)
+    }
+    fn to_f32(self) -> f32 {
+        half::bf16::to_f32(self)
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V {
+        unsafe { S::load_bf16(p.cast()) }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub use vector::{Avx2, Avx512};
 pub use vector::{Scalar, Simd};
@@ -122,7 +176,7 @@ mod x86 {
     use super::IsaTask;
     use super::vector::{Avx2, Avx512};
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     pub(super) unsafe fn run_avx512<T: IsaTask>(task: T) -> T::Output {
         // SAFETY: the caller checked the CPU.
         unsafe { task.run::<Avx512>() }

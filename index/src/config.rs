@@ -1,0 +1,151 @@
+//! What an index is configured with when it is created: the model that made its vectors, the
+//! rungs it stores and how, and the graph's parameters.
+
+use crate::error::{Error, Result};
+use crate::rung::Rung;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How the values of a rung block are stored.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementType {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// IEEE half precision: half the bytes, scores within ~1e-3 of f32.
+    F16,
+}
+
+impl ElementType {
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            ElementType::F32 => 4,
+            ElementType::F16 => 2,
+        }
+    }
+}
+
+impl fmt::Display for ElementType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ElementType::F32 => "f32",
+            ElementType::F16 => "f16",
+        })
+    }
+}
+
+impl FromStr for ElementType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(ElementType::F32),
+            "f16" => Ok(ElementType::F16),
+            other => Err(format!("unknown element type '{other}': expected f32 or f16")),
+        }
+    }
+}
+
+/// One stored rung and its element type.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct StoredRung {
+    /// The rung.
+    pub rung: Rung,
+    /// How its values are stored.
+    pub element: ElementType,
+}
+
+/// HNSW parameters.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct GraphParams {
+    /// Index (into the stored rungs) of the rung the graph is built on.
+    pub rung: usize,
+    /// Links per node and layer (HNSW's `M`).
+    pub max_connections: usize,
+    /// Candidate list size while building.
+    pub ef_construction: usize,
+}
+
+impl Default for GraphParams {
+    fn default() -> Self {
+        GraphParams { rung: 0, max_connections: 24, ef_construction: 200 }
+    }
+}
+
+/// Everything fixed at creation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct IndexConfig {
+    /// Identity of the model that encoded the vectors (name and fingerprint, as the engine
+    /// defines it); an index refuses vectors from another model.
+    pub model: String,
+    /// The model's 2D profile as JSON (owned by the engine; stored verbatim).
+    pub profile: String,
+    /// Stored rungs, smallest first: the order of the blocks in every vector file.
+    pub rungs: Vec<StoredRung>,
+    /// The graph.
+    pub graph: GraphParams,
+}
+
+impl IndexConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        if self.rungs.is_empty() {
+            return bad("an index needs at least one stored rung".into());
+        }
+        for r in &self.rungs {
+            if r.rung.dim == 0 {
+                return bad(format!("stored rung {} has no dimensions", r.rung));
+            }
+        }
+        for pair in self.rungs.windows(2) {
+            let (a, b) = (pair[0].rung, pair[1].rung);
+            if a == b || b.layer < a.layer || b.dim < a.dim {
+                return bad(format!("stored rungs must grow from small to large, but {b} follows {a}"));
+            }
+        }
+        if self.graph.rung >= self.rungs.len() {
+            return bad(format!(
+                "the graph rung index {} is out of range ({} stored rungs)",
+                self.graph.rung,
+                self.rungs.len()
+            ));
+        }
+        if !(2..=256).contains(&self.graph.max_connections) {
+            return bad(format!("max_connections is {}; it must be between 2 and 256", self.graph.max_connections));
+        }
+        if self.graph.ef_construction == 0 {
+            return bad("ef_construction must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Position of `rung` among the stored rungs.
+    pub fn rung_index(&self, rung: Rung) -> Option<usize> {
+        self.rungs.iter().position(|r| r.rung == rung)
+    }
+
+    /// The rung the graph is built on.
+    pub fn graph_rung(&self) -> Rung {
+        self.rungs[self.graph.rung].rung
+    }
+}

@@ -1,0 +1,211 @@
+//! The manifest: the one small file that says what the index is — its configuration, its
+//! segments and every file they use, with lengths and checksums. A commit writes a new manifest
+//! next to the old one and renames it over `MANIFEST`; whatever the manifest does not name is
+//! not part of the index.
+
+use crate::config::IndexConfig;
+use crate::error::{Error, Result};
+use crate::files::{FileRecord, Reader, sync_dir};
+use std::path::Path;
+
+/// File name of the manifest.
+pub const MANIFEST: &str = "MANIFEST";
+const MANIFEST_TMP: &str = "MANIFEST.tmp";
+const MAGIC: &[u8; 8] = b"BRSTAMF1";
+/// Version of the on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One immutable segment and the files it uses.
+#[derive(Clone, Debug, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SegmentRecord {
+    /// Segment number (names its files).
+    pub id: u64,
+    /// Documents in the segment, deleted ones included.
+    pub docs: u32,
+    /// Documents deleted (set in the tombstones).
+    pub deleted: u32,
+    /// Rung blocks.
+    pub vectors: FileRecord,
+    /// Ids, texts and metadata.
+    pub store: FileRecord,
+    /// Id lookup table.
+    pub ids: FileRecord,
+    /// The HNSW dump (graph and data files).
+    pub graph: Vec<FileRecord>,
+    /// Largest norm of the graph rung's vectors (the MIPS reduction's constant).
+    pub graph_max_norm: f32,
+    /// Tombstones, once the segment has deletions.
+    pub tombstones: Option<FileRecord>,
+}
+
+impl SegmentRecord {
+    /// Every file the segment uses.
+    pub fn files(&self) -> impl Iterator<Item = &FileRecord> {
+        [&self.vectors, &self.store, &self.ids].into_iter().chain(self.graph.iter()).chain(self.tombstones.iter())
+    }
+
+    /// Live documents.
+    pub fn live(&self) -> u32 {
+        self.docs - self.deleted
+    }
+}
+
+/// The committed state of an index.
+#[derive(Clone, Debug, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Manifest {
+    /// Format version that wrote it.
+    pub format_version: u32,
+    /// Commit counter: every commit increments it.
+    pub generation: u64,
+    /// Fixed configuration.
+    pub config: IndexConfig,
+    /// Segments, oldest first.
+    pub segments: Vec<SegmentRecord>,
+    /// Number the next segment gets.
+    pub next_segment: u64,
+    /// Settings owned by the layers above (e.g. calibrated cascade thresholds), as JSON.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Manifest {
+    /// The manifest of a new, empty index.
+    pub fn new(config: IndexConfig) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            generation: 0,
+            config,
+            segments: Vec::new(),
+            next_segment: 1,
+            settings: Vec::new(),
+        }
+    }
+
+    /// Reads and validates `dir/MANIFEST`.
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Incompatible {
+                    path: dir.to_path_buf(),
+                    message: "no index here (there is no MANIFEST file); create one with `barista index`".into(),
+                });
+            }
+            Err(e) => return Err(Error::read(&path, e)),
+        };
+        let mut r = Reader::new(&bytes);
+        let damaged = |m: &str| Error::corrupt(&path, m.to_string());
+        if r.take(8) != Some(MAGIC.as_slice()) {
+            return Err(damaged("it does not start with the Barista manifest signature"));
+        }
+        let version = r.u32().ok_or_else(|| damaged("it is truncated"))?;
+        if version != FORMAT_VERSION {
+            return Err(Error::Incompatible {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the index uses format version {version}, this Barista reads version {FORMAT_VERSION}; rebuild the \
+                     index with this version"
+                ),
+            });
+        }
+        let _reserved = r.u32().ok_or_else(|| damaged("it is truncated"))?;
+        let len = r.u64().ok_or_else(|| damaged("it is truncated"))?;
+        let checksum = r.u64().ok_or_else(|| damaged("it is truncated"))?;
+        let payload = r.take(len as usize).ok_or_else(|| damaged("it is shorter than its header says"))?;
+        if r.pos() != bytes.len() {
+            return Err(damaged("it has trailing bytes"));
+        }
+        if xxhash_rust::xxh3::xxh3_64(payload) != checksum {
+            return Err(damaged("its checksum does not match its content"));
+        }
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(payload.len());
+        aligned.extend_from_slice(payload);
+        let manifest: Manifest = rkyv::from_bytes::<Manifest, rkyv::rancor::Error>(&aligned)
+            .map_err(|e| damaged(&format!("its content does not decode ({e})")))?;
+        manifest.config.validate().map_err(|e| damaged(&format!("its configuration is invalid ({e})")))?;
+        Ok(manifest)
+    }
+
+    /// Writes this manifest durably and atomically replaces `dir/MANIFEST` with it.
+    pub fn commit(&self, dir: &Path) -> Result<()> {
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(self)
+            .map_err(|e| Error::InvalidInput(format!("the manifest cannot be encoded: {e}")))?;
+        let mut bytes = Vec::with_capacity(32 + payload.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let tmp = dir.join(MANIFEST_TMP);
+        let _ = std::fs::remove_file(&tmp);
+        let mut file =
+            std::fs::File::options().write(true).create_new(true).open(&tmp).map_err(|e| Error::write(&tmp, e))?;
+        std::io::Write::write_all(&mut file, &bytes).map_err(|e| Error::write(&tmp, e))?;
+        file.sync_all().map_err(|e| Error::write(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::write(dir.join(MANIFEST), e))?;
+        sync_dir(dir)
+    }
+
+    /// Names of every file the manifest references.
+    pub fn files(&self) -> impl Iterator<Item = &FileRecord> {
+        self.segments.iter().flat_map(SegmentRecord::files)
+    }
+
+    /// A setting stored by a layer above.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Live documents over all segments.
+    pub fn live_docs(&self) -> u64 {
+        self.segments.iter().map(|s| u64::from(s.live())).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ElementType, GraphParams, StoredRung};
+    use crate::rung::Rung;
+
+    fn config() -> IndexConfig {
+        IndexConfig {
+            model: "m".into(),
+            profile: "{}".into(),
+            rungs: vec![StoredRung { rung: Rung::new(1, 32), element: ElementType::F16 }],
+            graph: GraphParams::default(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Manifest::new(config());
+        m.generation = 7;
+        m.settings.push(("cascade".into(), "{\"x\":1}".into()));
+        m.commit(dir.path()).unwrap();
+        assert_eq!(Manifest::read(dir.path()).unwrap(), m);
+        assert!(!dir.path().join(MANIFEST_TMP).exists());
+
+        let path = dir.path().join(MANIFEST);
+        let good = std::fs::read(&path).unwrap();
+        for (what, bytes) in [
+            ("flipped byte", {
+                let mut b = good.clone();
+                let last = b.len() - 3;
+                b[last] ^= 0x40;
+                b
+            }),
+            ("truncated", good[..good.len() - 5].to_vec()),
+            ("not a manifest", b"hello".to_vec()),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Manifest::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("MANIFEST is damaged"), "{what}: {err}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(Manifest::read(dir.path()).unwrap_err().to_string().contains("no index here"));
+    }
+}

@@ -1,0 +1,236 @@
+//! Rung blocks: the vector file of a segment.
+//!
+//! ```text
+//! header (4,096 bytes): "BRSTVEC1", version u32, rung count u32, document count u64,
+//!                       per rung: layer u32, dim u32, element u32, 0 u32, offset u64, bytes u64,
+//!                       xxh3-64 of everything before it; zero padding
+//! block 0 (smallest rung): count × dim values, row-major, starting on a 4,096-byte boundary
+//! block 1 …
+//! ```
+//!
+//! Blocks come smallest rung first, so coarse work touches a small, contiguous prefix of the file.
+
+use crate::config::{ElementType, StoredRung};
+use crate::error::{Error, Result};
+use crate::files::{FileRecord, HashingWriter, Reader, map};
+use half::f16;
+use memmap2::Mmap;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"BRSTVEC1";
+const VERSION: u32 = 1;
+/// Size of the header and alignment of every block.
+pub const BLOCK_ALIGN: u64 = 4096;
+
+/// The values of one rung block, in their stored type.
+#[derive(Clone, Copy, Debug)]
+pub enum BlockData<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// f16 values.
+    F16(&'a [f16]),
+}
+
+/// A `count × dim` block of one rung's vectors.
+#[derive(Clone, Copy, Debug)]
+pub struct RungBlock<'a> {
+    /// The values.
+    pub data: BlockData<'a>,
+    /// Values per row.
+    pub dim: usize,
+    /// Rows.
+    pub count: usize,
+}
+
+impl<'a> RungBlock<'a> {
+    /// Row `i` as f32 (allocates for f16 blocks; for tests and tools, not hot paths).
+    pub fn row_f32(&self, i: usize) -> Vec<f32> {
+        match self.data {
+            BlockData::F32(d) => d[i * self.dim..(i + 1) * self.dim].to_vec(),
+            BlockData::F16(d) => d[i * self.dim..(i + 1) * self.dim].iter().map(|v| v.to_f32()).collect(),
+        }
+    }
+}
+
+/// Writes a vector file: `blocks[r]` holds `count × rungs[r].rung.dim` f32 values, stored as
+/// `rungs[r].element`.
+pub fn write(dir: &Path, name: &str, rungs: &[StoredRung], count: usize, blocks: &[&[f32]]) -> Result<FileRecord> {
+    assert_eq!(rungs.len(), blocks.len(), "one block per stored rung");
+    let mut header = Vec::with_capacity(BLOCK_ALIGN as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&(rungs.len() as u32).to_le_bytes());
+    header.extend_from_slice(&(count as u64).to_le_bytes());
+    let mut offset = BLOCK_ALIGN;
+    for (r, block) in rungs.iter().zip(blocks) {
+        let bytes = (count * r.rung.dim * r.element.size()) as u64;
+        assert_eq!(block.len(), count * r.rung.dim, "block of rung {} has the wrong length", r.rung);
+        header.extend_from_slice(&(r.rung.layer as u32).to_le_bytes());
+        header.extend_from_slice(&(r.rung.dim as u32).to_le_bytes());
+        header.extend_from_slice(&(element_code(r.element)).to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&offset.to_le_bytes());
+        header.extend_from_slice(&bytes.to_le_bytes());
+        offset = (offset + bytes).next_multiple_of(BLOCK_ALIGN);
+    }
+    let checksum = xxhash_rust::xxh3::xxh3_64(&header);
+    header.extend_from_slice(&checksum.to_le_bytes());
+    if header.len() as u64 > BLOCK_ALIGN {
+        return Err(Error::InvalidInput(format!("too many stored rungs ({})", rungs.len())));
+    }
+    let mut w = HashingWriter::create(dir, name)?;
+    w.write(&header)?;
+    w.pad_to(BLOCK_ALIGN)?;
+    let mut buffer = Vec::new();
+    for (r, block) in rungs.iter().zip(blocks) {
+        match r.element {
+            ElementType::F32 => {
+                for chunk in block.chunks(1 << 16) {
+                    buffer.clear();
+                    buffer.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+                    w.write(&buffer)?;
+                }
+            }
+            ElementType::F16 => {
+                for chunk in block.chunks(1 << 16) {
+                    buffer.clear();
+                    buffer.extend(chunk.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()));
+                    w.write(&buffer)?;
+                }
+            }
+        }
+        w.pad_to(BLOCK_ALIGN)?;
+    }
+    w.finish()
+}
+
+fn element_code(e: ElementType) -> u32 {
+    match e {
+        ElementType::F32 => 0,
+        ElementType::F16 => 1,
+    }
+}
+
+/// A mapped vector file.
+#[derive(Debug)]
+pub struct VectorFile {
+    map: Mmap,
+    blocks: Vec<(usize, usize, ElementType, usize)>, // (offset, dim, element, bytes)
+    count: usize,
+    path: PathBuf,
+}
+
+impl VectorFile {
+    /// Maps the file and checks its header against what the manifest says it holds.
+    pub fn open(dir: &Path, record: &FileRecord, rungs: &[StoredRung], count: usize) -> Result<VectorFile> {
+        let path = dir.join(&record.name);
+        let map = map(dir, record)?;
+        let damaged = |m: String| Error::corrupt(&path, m);
+        let mut r = Reader::new(&map);
+        if r.take(8) != Some(MAGIC.as_slice()) {
+            return Err(damaged("it does not start with the vector file signature".into()));
+        }
+        let version = r.u32().ok_or_else(|| damaged("the header is truncated".into()))?;
+        if version != VERSION {
+            return Err(damaged(format!("vector file version {version} is not {VERSION}")));
+        }
+        let n = r.u32().ok_or_else(|| damaged("the header is truncated".into()))? as usize;
+        let stored_count = r.u64().ok_or_else(|| damaged("the header is truncated".into()))?;
+        if n != rungs.len() || stored_count != count as u64 {
+            return Err(damaged(format!(
+                "it holds {n} rungs × {stored_count} documents, the manifest expects {} × {count}",
+                rungs.len()
+            )));
+        }
+        let mut blocks = Vec::with_capacity(n);
+        for expected in rungs {
+            let mut field = || r.u32().ok_or_else(|| damaged("the header is truncated".into()));
+            let (layer, dim, element, _) = (field()?, field()?, field()?, field()?);
+            let offset = r.u64().ok_or_else(|| damaged("the header is truncated".into()))?;
+            let bytes = r.u64().ok_or_else(|| damaged("the header is truncated".into()))?;
+            let element = match element {
+                0 => ElementType::F32,
+                1 => ElementType::F16,
+                other => return Err(damaged(format!("unknown element type {other}"))),
+            };
+            if layer as usize != expected.rung.layer || dim as usize != expected.rung.dim || element != expected.element
+            {
+                return Err(damaged(format!(
+                    "a block holds ({layer},{dim}) {element}, the manifest expects {} {}",
+                    expected.rung, expected.element
+                )));
+            }
+            let want = (count * expected.rung.dim * element.size()) as u64;
+            let end = offset.checked_add(bytes);
+            if bytes != want || !offset.is_multiple_of(BLOCK_ALIGN) || end.is_none_or(|e| e > map.len() as u64) {
+                return Err(damaged(format!(
+                    "the block of rung {} lies outside the file or has the wrong size",
+                    expected.rung
+                )));
+            }
+            blocks.push((offset as usize, dim as usize, element, bytes as usize));
+        }
+        let header_len = r.pos();
+        let checksum = r.u64().ok_or_else(|| damaged("the header is truncated".into()))?;
+        if xxhash_rust::xxh3::xxh3_64(&map[..header_len]) != checksum {
+            return Err(damaged("the header checksum does not match".into()));
+        }
+        Ok(VectorFile { map, blocks, count, path })
+    }
+
+    /// Block `i` (in stored-rung order).
+    pub fn block(&self, i: usize) -> RungBlock<'_> {
+        let (offset, dim, element, bytes) = self.blocks[i];
+        let raw = &self.map[offset..offset + bytes];
+        // SAFETY: mappings are page-aligned and blocks start on 4,096-byte boundaries (checked on
+        // open), so the pointer is aligned for f32 and f16; every bit pattern is a valid float.
+        let data = unsafe {
+            match element {
+                ElementType::F32 => BlockData::F32(std::slice::from_raw_parts(raw.as_ptr().cast(), bytes / 4)),
+                ElementType::F16 => BlockData::F16(std::slice::from_raw_parts(raw.as_ptr().cast(), bytes / 2)),
+            }
+        };
+        RungBlock { data, dim, count: self.count }
+    }
+
+    /// Number of blocks.
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rung::Rung;
+
+    fn rungs() -> Vec<StoredRung> {
+        vec![
+            StoredRung { rung: Rung::new(1, 4), element: ElementType::F16 },
+            StoredRung { rung: Rung::new(2, 8), element: ElementType::F32 },
+        ]
+    }
+
+    #[test]
+    fn blocks_round_trip_aligned() {
+        let dir = tempfile::tempdir().unwrap();
+        let a: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..24).map(|i| -(i as f32)).collect();
+        let record = write(dir.path(), "v", &rungs(), 3, &[&a, &b]).unwrap();
+        let file = VectorFile::open(dir.path(), &record, &rungs(), 3).unwrap();
+        let block0 = file.block(0);
+        assert!(matches!(block0.data, BlockData::F16(d) if (d.as_ptr() as usize).is_multiple_of(4096)));
+        assert_eq!(block0.row_f32(2), vec![4.0, 4.5, 5.0, 5.5]);
+        assert_eq!(file.block(1).row_f32(1), b[8..16].to_vec());
+        // The manifest's expectations are enforced.
+        assert!(VectorFile::open(dir.path(), &record, &rungs(), 4).unwrap_err().to_string().contains("damaged"));
+        let mut other = rungs();
+        other[0].element = ElementType::F32;
+        assert!(VectorFile::open(dir.path(), &record, &other, 3).is_err());
+    }
+}
