@@ -4,6 +4,7 @@
 //! what was expected there.
 
 pub mod beir;
+pub mod vecs;
 
 use std::path::PathBuf;
 

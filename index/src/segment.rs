@@ -1,0 +1,151 @@
+//! One immutable segment: its rung blocks, document store, id table and graph, opened from the
+//! files its manifest record names.
+
+use crate::config::IndexConfig;
+use crate::error::{Error, Result};
+use crate::graph::SegmentGraph;
+use crate::ids::IdTable;
+use crate::manifest::SegmentRecord;
+use crate::scan::Kernels;
+use crate::store::{DocStore, StoredDoc};
+use crate::vectors::{RungBlock, VectorFile};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// File-name stem of segment `id`.
+pub fn basename(id: u64) -> String {
+    format!("seg-{id:06}")
+}
+
+/// An open segment (without its tombstones, which change between commits).
+#[derive(Debug)]
+pub struct Segment {
+    id: u64,
+    docs: u32,
+    vectors: VectorFile,
+    store: DocStore,
+    ids: IdTable,
+    /// Loaded on first use (or by [`Segment::load_graph`]): opening an index maps its files and
+    /// reads nothing else it does not need.
+    graph: OnceLock<SegmentGraph>,
+    graph_loading: Mutex<()>,
+    graph_source: GraphSource,
+}
+
+#[derive(Debug)]
+struct GraphSource {
+    dir: PathBuf,
+    records: Vec<crate::files::FileRecord>,
+    dim: usize,
+    max_norm: f32,
+    kernels: Kernels,
+}
+
+impl Segment {
+    /// Opens the segment a manifest record describes.
+    pub fn open(dir: &Path, record: &SegmentRecord, config: &IndexConfig, kernels: Kernels) -> Result<Segment> {
+        let count = record.docs as usize;
+        let vectors = VectorFile::open(dir, &record.vectors, &config.rungs, count)?;
+        let store = DocStore::open(dir, &record.store, count)?;
+        let ids = IdTable::open(dir, &record.ids, count)?;
+        Ok(Segment {
+            id: record.id,
+            docs: record.docs,
+            vectors,
+            store,
+            ids,
+            graph: OnceLock::new(),
+            graph_loading: Mutex::new(()),
+            graph_source: GraphSource::new(dir, record, config, kernels),
+        })
+    }
+
+    /// Assembles a segment that was just written (its graph already in memory).
+    pub(crate) fn from_parts(
+        dir: &Path,
+        record: &SegmentRecord,
+        config: &IndexConfig,
+        graph: SegmentGraph,
+        kernels: Kernels,
+    ) -> Result<Segment> {
+        let count = record.docs as usize;
+        Ok(Segment {
+            id: record.id,
+            docs: record.docs,
+            vectors: VectorFile::open(dir, &record.vectors, &config.rungs, count)?,
+            store: DocStore::open(dir, &record.store, count)?,
+            ids: IdTable::open(dir, &record.ids, count)?,
+            graph: OnceLock::from(graph),
+            graph_loading: Mutex::new(()),
+            graph_source: GraphSource::new(dir, record, config, kernels),
+        })
+    }
+
+    /// Segment number.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Documents, deleted ones included.
+    pub fn docs(&self) -> u32 {
+        self.docs
+    }
+
+    /// The block of the `rung`-th stored rung.
+    pub fn block(&self, rung: usize) -> RungBlock<'_> {
+        self.vectors.block(rung)
+    }
+
+    /// A stored document.
+    pub fn doc(&self, doc: u32) -> Result<StoredDoc<'_>> {
+        self.store.get(doc)
+    }
+
+    /// The document numbers holding `id` (deleted ones included).
+    pub fn find(&self, id: &str) -> Result<Vec<u32>> {
+        let mut found = Vec::new();
+        for doc in self.ids.candidates(id) {
+            if self.store.get(doc)?.id == id {
+                found.push(doc);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The graph, loaded (and verified) on first use.
+    pub fn graph(&self) -> Result<&SegmentGraph> {
+        if let Some(graph) = self.graph.get() {
+            return Ok(graph);
+        }
+        let _loading = self.graph_loading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(graph) = self.graph.get() {
+            return Ok(graph);
+        }
+        let g = &self.graph_source;
+        let graph = SegmentGraph::load(&g.dir, &basename(self.id), &g.records, g.dim, g.max_norm, g.kernels)?;
+        if graph.len() != self.docs as usize {
+            return Err(Error::corrupt(
+                g.dir.join(&g.records[0].name),
+                format!("the graph holds {} points but the segment {} documents", graph.len(), self.docs),
+            ));
+        }
+        Ok(self.graph.get_or_init(|| graph))
+    }
+
+    /// Whether the graph is in memory.
+    pub fn graph_loaded(&self) -> bool {
+        self.graph.get().is_some()
+    }
+}
+
+impl GraphSource {
+    fn new(dir: &Path, record: &SegmentRecord, config: &IndexConfig, kernels: Kernels) -> GraphSource {
+        GraphSource {
+            dir: dir.to_path_buf(),
+            records: record.graph.clone(),
+            dim: config.graph_rung().dim,
+            max_norm: record.graph_max_norm,
+            kernels,
+        }
+    }
+}
