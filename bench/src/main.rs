@@ -2,6 +2,8 @@
 //! otherwise run, in one process invocation.
 
 mod encoder_bench;
+mod index_bench;
+mod metrics;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -17,10 +19,19 @@ struct Cli {
 enum Command {
     /// Encoder speed: query latency per rung layer and documents/s, against onnxruntime.
     Encoder(encoder_bench::Args),
+    /// HNSW recall@10 and latency against exact search on SIFT10K, cosine and inner product.
+    Hnsw(index_bench::HnswArgs),
+    /// Time to open a large (synthetic, default 1M documents) index, and to load its graph.
+    IndexOpen(index_bench::OpenArgs),
+    /// Quality of rung blocks stored in f16 against f32 (nDCG@10, overlap) on SciFact.
+    Storage(index_bench::StorageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Encoder(args) => encoder_bench::run(&args),
+        Command::Hnsw(args) => index_bench::hnsw(&args),
+        Command::IndexOpen(args) => index_bench::open(&args),
+        Command::Storage(args) => index_bench::storage(&args),
     }
 }

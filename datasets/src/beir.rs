@@ -68,9 +68,89 @@ pub fn read_corpus(path: &Path) -> Result<impl Iterator<Item = Result<Document>>
     }))
 }
 
+/// One query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// Query id.
+    pub id: String,
+    /// Query text.
+    pub text: String,
+}
+
+#[derive(Deserialize)]
+struct QueryLine {
+    #[serde(rename = "_id")]
+    id: IdValue,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// Reads a BEIR `queries.jsonl`.
+pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut queries = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = if index == 0 { line.trim_start_matches('\u{feff}') } else { line };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: QueryLine = serde_json::from_str(line).map_err(|e| Error::Malformed {
+            path: path.to_path_buf(),
+            line: index + 1,
+            message: format!("{e}; expected a JSON object with \"_id\" and \"text\""),
+        })?;
+        queries.push(Query { id: parsed.id.into_string(), text: parsed.text.unwrap_or_default() });
+    }
+    Ok(queries)
+}
+
+/// Relevance judgements: query id → document id → grade.
+pub type Qrels = std::collections::BTreeMap<String, std::collections::BTreeMap<String, i32>>;
+
+/// Reads a BEIR qrels TSV (`query-id<TAB>corpus-id<TAB>score`, with a header line).
+pub fn read_qrels(path: &Path) -> Result<Qrels> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut qrels = Qrels::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = if index == 0 { line.trim_start_matches('\u{feff}') } else { line };
+        if line.trim().is_empty() || (index == 0 && line.starts_with("query-id")) {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let malformed = |message: String| Error::Malformed { path: path.to_path_buf(), line: index + 1, message };
+        let [query, doc, grade] = fields[..] else {
+            return Err(malformed(format!(
+                "expected 3 tab-separated fields (query-id, corpus-id, score), found {}",
+                fields.len()
+            )));
+        };
+        let grade: i32 = grade.parse().map_err(|_| malformed(format!("the score {grade:?} is not an integer")))?;
+        qrels.entry(query.to_string()).or_default().insert(doc.to_string(), grade);
+    }
+    Ok(qrels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_queries_and_qrels() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join("queries.jsonl");
+        std::fs::write(&q, "{\"_id\": \"1\", \"text\": \"a?\", \"metadata\": {}}\n{\"_id\": 2, \"text\": \"b\"}\n")
+            .unwrap();
+        let queries = read_queries(&q).unwrap();
+        assert_eq!(queries[1], Query { id: "2".into(), text: "b".into() });
+        let r = dir.path().join("test.tsv");
+        std::fs::write(&r, "query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t2\n").unwrap();
+        let qrels = read_qrels(&r).unwrap();
+        assert_eq!(qrels["1"]["d2"], 2);
+        std::fs::write(&r, "query-id\tcorpus-id\tscore\n1\td1\n").unwrap();
+        assert!(read_qrels(&r).unwrap_err().to_string().contains("test.tsv:2"));
+        std::fs::write(&r, "1\td1\tx\n").unwrap();
+        assert!(read_qrels(&r).unwrap_err().to_string().contains("not an integer"));
+    }
 
     #[test]
     fn reads_real_shapes_and_reports_bad_lines() {
