@@ -1,9 +1,9 @@
 //! `barista-bench`: Barista's benchmarks, each run side by side with the anchor users would
 //! otherwise run, in one process invocation.
 
+mod cascade_bench;
 mod encoder_bench;
 mod index_bench;
-mod metrics;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +19,11 @@ struct Cli {
 enum Command {
     /// Encoder speed: query latency per rung layer and documents/s, against onnxruntime.
     Encoder(encoder_bench::Args),
+    /// Quality of the cascade profiles against the exhaustive search on a data set (nDCG@10),
+    /// with adaptive stopping calibrated on a training split.
+    Cascade(cascade_bench::QualityArgs),
+    /// The quality/cost frontier of stage plans on ~50k SciFact passages, with a plot.
+    Frontier(cascade_bench::FrontierArgs),
     /// HNSW recall@10 and latency against exact search on SIFT10K, cosine and inner product.
     Hnsw(index_bench::HnswArgs),
     /// Time to open a large (synthetic, default 1M documents) index, and to load its graph.
@@ -31,6 +36,8 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Encoder(args) => encoder_bench::run(&args),
         Command::Hnsw(args) => index_bench::hnsw(&args),
+        Command::Cascade(args) => cascade_bench::quality(&args),
+        Command::Frontier(args) => cascade_bench::frontier(&args),
         Command::IndexOpen(args) => index_bench::open(&args),
         Command::Storage(args) => index_bench::storage(&args),
     }

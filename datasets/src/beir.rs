@@ -33,7 +33,7 @@ impl IdValue {
 }
 
 /// Streams the documents of a BEIR `corpus.jsonl`.
-pub fn read_corpus(path: &Path) -> Result<impl Iterator<Item = Result<Document>>> {
+pub fn read_corpus(path: &Path) -> Result<impl Iterator<Item = Result<Document>> + use<>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let path: PathBuf = path.to_path_buf();
     let mut lines = BufReader::new(file).lines().enumerate();

@@ -4,6 +4,7 @@
 //! what was expected there.
 
 pub mod beir;
+pub mod msmarco;
 pub mod vecs;
 
 use std::path::PathBuf;
@@ -50,5 +51,56 @@ impl Document {
     /// sentence-transformers evaluation does (just the body when the title is empty).
     pub fn passage(&self) -> String {
         if self.title.trim().is_empty() { self.text.clone() } else { format!("{} {}", self.title, self.text) }
+    }
+}
+
+/// A data set on disk: its documents, queries and judgements.
+#[derive(Clone, Debug)]
+pub enum DataSet {
+    /// A BEIR folder: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
+    Beir(PathBuf),
+    /// An MS MARCO-style folder: `collection.tsv`, `queries.tsv`, `qrels.tsv`.
+    MsMarco(PathBuf),
+}
+
+impl DataSet {
+    /// Recognises the format of a folder by its files.
+    pub fn detect(dir: &std::path::Path) -> Result<DataSet> {
+        if dir.join("corpus.jsonl").is_file() {
+            Ok(DataSet::Beir(dir.to_path_buf()))
+        } else if dir.join("collection.tsv").is_file() {
+            Ok(DataSet::MsMarco(dir.to_path_buf()))
+        } else {
+            Err(Error::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(
+                    "neither a BEIR folder (corpus.jsonl) nor an MS MARCO folder (collection.tsv)",
+                ),
+            })
+        }
+    }
+
+    /// Streams the documents.
+    pub fn documents(&self) -> Result<Box<dyn Iterator<Item = Result<Document>>>> {
+        Ok(match self {
+            DataSet::Beir(dir) => Box::new(beir::read_corpus(&dir.join("corpus.jsonl"))?),
+            DataSet::MsMarco(dir) => Box::new(msmarco::read_collection(&dir.join("collection.tsv"))?),
+        })
+    }
+
+    /// The queries that have judgements in `split` (BEIR: `qrels/<split>.tsv`; MS MARCO: the one
+    /// `qrels.tsv`), with those judgements.
+    pub fn judged_queries(&self, split: &str) -> Result<(Vec<beir::Query>, beir::Qrels)> {
+        let (queries, qrels) = match self {
+            DataSet::Beir(dir) => (
+                beir::read_queries(&dir.join("queries.jsonl"))?,
+                beir::read_qrels(&dir.join("qrels").join(format!("{split}.tsv")))?,
+            ),
+            DataSet::MsMarco(dir) => {
+                (msmarco::read_queries(&dir.join("queries.tsv"))?, msmarco::read_qrels(&dir.join("qrels.tsv"))?)
+            }
+        };
+        let judged = queries.into_iter().filter(|q| qrels.contains_key(&q.id)).collect();
+        Ok((judged, qrels))
     }
 }

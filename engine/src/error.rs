@@ -46,6 +46,9 @@ pub enum Error {
     /// A request asked for something impossible (an unknown rung, a layer beyond the model…).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] barista_index::Error),
     /// An internal resource (a thread) could not be created.
     #[error("could not start an encoder thread: {0}")]
     Thread(std::io::Error),

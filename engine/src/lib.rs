@@ -22,15 +22,21 @@
 //! ```
 
 pub mod encoder;
+pub mod engine;
 pub mod error;
 pub(crate) mod kernels;
+pub mod metrics;
 pub mod model;
+pub mod search;
 pub mod text;
 
 pub use encoder::{Embeddings, Encoder, EncoderOptions, QueryState, normalize};
+pub use engine::{CreateOptions, Document, Engine, OpenOptions, WriteReport};
 pub use error::{Error, Result};
 pub use kernels::Isa;
 pub use kernels::gemm::WeightPrecision;
 pub use model::profile::{Pooling, Profile, ProfileSpec, Rung, Similarity};
 pub use model::weights::WeightsChoice;
+pub use search::plan::{Shortlist, Stage, StagePlan};
+pub use search::request::{RungVector, SearchHit, SearchRequest, SearchResponse};
 pub use text::{TextKind, Tokens};

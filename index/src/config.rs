@@ -132,8 +132,8 @@ impl IndexConfig {
                 self.rungs.len()
             ));
         }
-        if !(2..=256).contains(&self.graph.max_connections) {
-            return bad(format!("max_connections is {}; it must be between 2 and 256", self.graph.max_connections));
+        if !(2..=255).contains(&self.graph.max_connections) {
+            return bad(format!("max_connections is {}; it must be between 2 and 255", self.graph.max_connections));
         }
         if self.graph.ef_construction == 0 {
             return bad("ef_construction must be at least 1".into());

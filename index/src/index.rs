@@ -5,7 +5,7 @@ use crate::config::IndexConfig;
 use crate::error::{Error, Result};
 use crate::files::verify;
 use crate::manifest::{MANIFEST, Manifest, SegmentRecord};
-use crate::scan::{Kernels, Scored};
+use crate::scan::{Kernels, Scored, score_key};
 use crate::segment::Segment;
 use crate::store::StoredDoc;
 use crate::tombstones::{self, Tombstones};
@@ -34,7 +34,17 @@ pub struct Hit {
 
 /// Best-first: higher score, then lower address (a total order).
 pub fn hit_order(a: &Hit, b: &Hit) -> Ordering {
-    b.score.total_cmp(&a.score).then(a.address.cmp(&b.address))
+    score_key(b.score).total_cmp(&score_key(a.score)).then(a.address.cmp(&b.address))
+}
+
+/// Keeps the `k` best hits (by [`hit_order`]), unordered, in linear time.
+pub fn select_hits(hits: &mut Vec<Hit>, k: usize) {
+    if hits.len() > k {
+        if k > 0 {
+            hits.select_nth_unstable_by(k - 1, hit_order);
+        }
+        hits.truncate(k);
+    }
 }
 
 /// A segment of a snapshot with the tombstones of that snapshot.
@@ -109,6 +119,9 @@ impl Index {
             });
         }
         Manifest::new(config).commit(dir)?;
+        if let Some(parent) = std::fs::canonicalize(dir).ok().and_then(|d| d.parent().map(Path::to_path_buf)) {
+            crate::files::sync_dir(&parent)?;
+        }
         Index::open(dir)
     }
 
@@ -153,8 +166,13 @@ impl Index {
         Ok(true)
     }
 
+    /// Makes `snapshot` current unless a newer generation already is (a slow `reload` racing a
+    /// commit must never move the index back in time).
     pub(crate) fn install(&self, snapshot: Snapshot) {
-        *self.shared.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        let mut current = self.shared.current.write().unwrap_or_else(|e| e.into_inner());
+        if snapshot.manifest.generation >= current.manifest.generation {
+            *current = Arc::new(snapshot);
+        }
     }
 
     pub(crate) fn kernels(&self) -> Kernels {
@@ -285,10 +303,21 @@ impl Snapshot {
         self.check_query(rung, query)?;
         let mut hits = Vec::new();
         for (s, view) in self.segments.iter().enumerate() {
+            let live = view.record.live() as usize;
+            let k = k.min(live);
+            if k == 0 {
+                continue;
+            }
+            let ef = ef.max(k).min(view.record.docs as usize);
             let keep = |doc: u32| !view.is_deleted(doc);
             let block = view.segment.block(rung);
-            for doc in view.segment.graph()?.search(query, k, ef, &keep) {
-                let score = self.kernels.score(&block, query, doc);
+            let mut found = view.segment.graph()?.search(&block, &self.kernels, query, k, ef, &keep);
+            if found.len() < k {
+                // Heavy deletions can starve the filtered graph walk: fall back to a scan of this
+                // segment rather than return fewer hits than exist.
+                found = self.kernels.best_k_range(&block, query, k, 0..view.record.docs, |d| view.is_deleted(d));
+            }
+            for Scored { score, doc } in found {
                 hits.push(Hit { address: DocAddress { segment: s as u32, doc }, score });
             }
         }
@@ -300,28 +329,68 @@ impl Snapshot {
     /// The exact top `k` live documents by inner product at the `rung`-th stored rung
     /// (a scan of every row: the ground truth).
     pub fn exact_search(&self, rung: usize, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.exact_search_part(rung, query, k, 0, 1)
+    }
+
+    /// [`Snapshot::exact_search`] over the `part`-th of `parts` near-equal slices of every
+    /// segment's rows, so that callers can split one scan across threads and merge the parts
+    /// (each part's best `k` contain the overall best `k`).
+    pub fn exact_search_part(
+        &self,
+        rung: usize,
+        query: &[f32],
+        k: usize,
+        part: usize,
+        parts: usize,
+    ) -> Result<Vec<Hit>> {
+        let mut hits = self.shortlist_part(rung, query, k, part, parts)?;
+        hits.sort_by(hit_order);
+        Ok(hits)
+    }
+
+    /// Like [`Snapshot::exact_search_part`], but the `k` best come in no particular order
+    /// (cheaper when `k` is large and the next step rescores them anyway).
+    pub fn shortlist_part(&self, rung: usize, query: &[f32], k: usize, part: usize, parts: usize) -> Result<Vec<Hit>> {
         self.check_query(rung, query)?;
+        if parts == 0 || part >= parts {
+            return Err(Error::InvalidInput(format!("part {part} of {parts} does not exist")));
+        }
         let mut hits = Vec::new();
         for (s, view) in self.segments.iter().enumerate() {
             let block = view.segment.block(rung);
-            for Scored { score, doc } in self.kernels.top_k(&block, query, k, |doc| view.is_deleted(doc)) {
+            let rows = block.count;
+            let range = (rows * part / parts) as u32..(rows * (part + 1) / parts) as u32;
+            for Scored { score, doc } in self.kernels.best_k_range(&block, query, k, range, |doc| view.is_deleted(doc))
+            {
                 hits.push(Hit { address: DocAddress { segment: s as u32, doc }, score });
             }
         }
-        hits.sort_by(hit_order);
-        hits.truncate(k);
+        select_hits(&mut hits, k);
         Ok(hits)
     }
 
     /// Replaces each hit's score by its exact inner product at the `rung`-th stored rung.
     pub fn rescore(&self, rung: usize, query: &[f32], hits: &mut [Hit]) -> Result<()> {
         self.check_query(rung, query)?;
-        for hit in hits.iter_mut() {
-            let block = self.block(hit.address.segment, rung)?;
-            if hit.address.doc as usize >= block.count {
-                return Err(Error::InvalidInput(format!("no document {:?} in this snapshot", hit.address)));
+        let mut docs = Vec::with_capacity(256);
+        let mut scores = Vec::with_capacity(256);
+        let mut start = 0;
+        while start < hits.len() {
+            // A run of hits in the same segment is scored with one gather.
+            let segment = hits[start].address.segment;
+            let end = start + hits[start..].iter().take_while(|h| h.address.segment == segment).count();
+            let block = self.block(segment, rung)?;
+            docs.clear();
+            docs.extend(hits[start..end].iter().map(|h| h.address.doc));
+            if let Some(bad) = docs.iter().find(|&&d| d as usize >= block.count) {
+                return Err(Error::InvalidInput(format!("no document {bad} in segment {segment} of this snapshot")));
             }
-            hit.score = self.kernels.score(&block, query, hit.address.doc);
+            scores.resize(docs.len(), 0.0);
+            self.kernels.score_rows(&block, query, &docs, &mut scores);
+            for (hit, &score) in hits[start..end].iter_mut().zip(&scores) {
+                hit.score = score;
+            }
+            start = end;
         }
         Ok(())
     }

@@ -123,6 +123,7 @@ impl Manifest {
         let manifest: Manifest = rkyv::from_bytes::<Manifest, rkyv::rancor::Error>(&aligned)
             .map_err(|e| damaged(&format!("its content does not decode ({e})")))?;
         manifest.config.validate().map_err(|e| damaged(&format!("its configuration is invalid ({e})")))?;
+        manifest.check_segments().map_err(|m| damaged(&m))?;
         Ok(manifest)
     }
 
@@ -144,8 +145,26 @@ impl Manifest {
         std::io::Write::write_all(&mut file, &bytes).map_err(|e| Error::write(&tmp, e))?;
         file.sync_all().map_err(|e| Error::write(&tmp, e))?;
         drop(file);
+        // The new segment files' directory entries must be durable before the manifest names them.
+        sync_dir(dir)?;
         std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::write(dir.join(MANIFEST), e))?;
         sync_dir(dir)
+    }
+
+    fn check_segments(&self) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        for s in &self.segments {
+            if s.deleted > s.docs || s.docs == 0 {
+                return Err(format!("segment {} records {} deleted of {} documents", s.id, s.deleted, s.docs));
+            }
+            if s.id == 0 || s.id >= self.next_segment || !ids.insert(s.id) {
+                return Err(format!("segment id {} is repeated or out of range", s.id));
+            }
+            if s.graph.len() != 2 || (s.deleted > 0) != s.tombstones.is_some() {
+                return Err(format!("segment {} does not list its files consistently", s.id));
+            }
+        }
+        Ok(())
     }
 
     /// Names of every file the manifest references.

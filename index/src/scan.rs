@@ -39,6 +39,51 @@ unsafe fn dot<S: Simd, E: Elem>(q: &[f32], row: &[E]) -> f32 {
     }
 }
 
+/// Inner products of `q` with consecutive rows of `dim` values: `out[i] = q · rows[i]`.
+#[inline(always)]
+unsafe fn dot_rows<S: Simd, E: Elem>(q: &[f32], rows: &[E], dim: usize, out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim)) {
+        // SAFETY: forwarded.
+        *o = unsafe { dot::<S, E>(q, row) };
+    }
+}
+
+/// Inner products of `q` with the rows `docs` of a block of `dim`-value rows:
+/// `out[i] = q · data[docs[i]]`. Rows are prefetched a few ahead (candidates are scattered).
+///
+/// # Safety
+/// Every `docs[i]` must index a whole row of `data`.
+#[inline(always)]
+unsafe fn dot_gather<S: Simd, E: Elem>(q: &[f32], data: &[E], dim: usize, docs: &[u32], out: &mut [f32]) {
+    const AHEAD: usize = 6;
+    for (i, (o, &doc)) in out.iter_mut().zip(docs).enumerate() {
+        if let Some(&next) = docs.get(i + AHEAD) {
+            prefetch(data.as_ptr().wrapping_add(next as usize * dim).cast(), dim * size_of::<E>());
+        }
+        // SAFETY: by the caller's contract.
+        let row = unsafe { data.get_unchecked(doc as usize * dim..(doc as usize + 1) * dim) };
+        // SAFETY: forwarded.
+        *o = unsafe { dot::<S, E>(q, row) };
+    }
+}
+
+/// Hints the CPU to fetch `bytes` from `p` into cache (a no-op off x86-64).
+#[inline(always)]
+fn prefetch(p: *const u8, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let mut offset = 0;
+        while offset < bytes {
+            // SAFETY: prefetching is a hint; it never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(offset).cast()) };
+            offset += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, bytes);
+}
+
 #[inline(always)]
 unsafe fn l2_squared<S: Simd>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -85,6 +130,42 @@ macro_rules! kernel_set {
             unsafe fn l2_tf(a: &[f32], b: &[f32]) -> f32 {
                 unsafe { l2_squared::<$simd>(a, b) }
             }
+            #[target_feature(enable = $features)]
+            unsafe fn rows_f32_tf(q: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
+                unsafe { dot_rows::<$simd, f32>(q, rows, dim, out) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn rows_f16_tf(q: &[f32], rows: &[f16], dim: usize, out: &mut [f32]) {
+                unsafe { dot_rows::<$simd, f16>(q, rows, dim, out) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn gather_f32_tf(q: &[f32], data: &[f32], dim: usize, docs: &[u32], out: &mut [f32]) {
+                unsafe { dot_gather::<$simd, f32>(q, data, dim, docs, out) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn gather_f16_tf(q: &[f32], data: &[f16], dim: usize, docs: &[u32], out: &mut [f32]) {
+                unsafe { dot_gather::<$simd, f16>(q, data, dim, docs, out) }
+            }
+            /// # Safety
+            /// Every doc must index a whole row.
+            pub(super) unsafe fn gather_f32(q: &[f32], data: &[f32], dim: usize, docs: &[u32], out: &mut [f32]) {
+                // SAFETY: see above, and the caller's contract.
+                unsafe { gather_f32_tf(q, data, dim, docs, out) }
+            }
+            /// # Safety
+            /// Every doc must index a whole row.
+            pub(super) unsafe fn gather_f16(q: &[f32], data: &[f16], dim: usize, docs: &[u32], out: &mut [f32]) {
+                // SAFETY: see above, and the caller's contract.
+                unsafe { gather_f16_tf(q, data, dim, docs, out) }
+            }
+            pub(super) fn rows_f32(q: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
+                // SAFETY: see above.
+                unsafe { rows_f32_tf(q, rows, dim, out) }
+            }
+            pub(super) fn rows_f16(q: &[f32], rows: &[f16], dim: usize, out: &mut [f32]) {
+                // SAFETY: see above.
+                unsafe { rows_f16_tf(q, rows, dim, out) }
+            }
             // These are only reachable through `Kernels::new`, which checks the CPU first.
             pub(super) fn dot_f32(q: &[f32], r: &[f32]) -> f32 {
                 // SAFETY: see above.
@@ -122,6 +203,26 @@ mod portable {
         // SAFETY: as above.
         unsafe { l2_squared::<Scalar>(a, b) }
     }
+    pub(super) fn rows_f32(q: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { dot_rows::<Scalar, f32>(q, rows, dim, out) }
+    }
+    /// # Safety
+    /// Every doc must index a whole row.
+    pub(super) unsafe fn gather_f32(q: &[f32], data: &[f32], dim: usize, docs: &[u32], out: &mut [f32]) {
+        // SAFETY: the caller's contract.
+        unsafe { dot_gather::<Scalar, f32>(q, data, dim, docs, out) }
+    }
+    /// # Safety
+    /// Every doc must index a whole row.
+    pub(super) unsafe fn gather_f16(q: &[f32], data: &[f16], dim: usize, docs: &[u32], out: &mut [f32]) {
+        // SAFETY: the caller's contract.
+        unsafe { dot_gather::<Scalar, f16>(q, data, dim, docs, out) }
+    }
+    pub(super) fn rows_f16(q: &[f32], rows: &[f16], dim: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { dot_rows::<Scalar, f16>(q, rows, dim, out) }
+    }
 }
 
 /// Exact scoring kernels for one instruction set, chosen once.
@@ -131,7 +232,14 @@ pub struct Kernels {
     dot_f32: fn(&[f32], &[f32]) -> f32,
     dot_f16: fn(&[f32], &[f16]) -> f32,
     l2: fn(&[f32], &[f32]) -> f32,
+    rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
+    rows_f16: fn(&[f32], &[f16], usize, &mut [f32]),
+    gather_f32: GatherFn<f32>,
+    gather_f16: GatherFn<f16>,
 }
+
+/// Scores the rows `docs` of a block into `out` (unsafe: the rows must exist).
+type GatherFn<E> = unsafe fn(&[f32], &[E], usize, &[u32], &mut [f32]);
 
 impl Default for Kernels {
     fn default() -> Self {
@@ -145,10 +253,37 @@ impl Kernels {
         let isa = if isa.is_supported() { isa } else { Isa::best() };
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => Kernels { isa, dot_f32: avx512::dot_f32, dot_f16: avx512::dot_f16, l2: avx512::l2 },
+            Isa::Avx512 => Kernels {
+                isa,
+                dot_f32: avx512::dot_f32,
+                dot_f16: avx512::dot_f16,
+                l2: avx512::l2,
+                rows_f32: avx512::rows_f32,
+                rows_f16: avx512::rows_f16,
+                gather_f32: avx512::gather_f32,
+                gather_f16: avx512::gather_f16,
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Kernels { isa, dot_f32: avx2::dot_f32, dot_f16: avx2::dot_f16, l2: avx2::l2 },
-            _ => Kernels { isa: Isa::Scalar, dot_f32: portable::dot_f32, dot_f16: portable::dot_f16, l2: portable::l2 },
+            Isa::Avx2 => Kernels {
+                isa,
+                dot_f32: avx2::dot_f32,
+                dot_f16: avx2::dot_f16,
+                l2: avx2::l2,
+                rows_f32: avx2::rows_f32,
+                rows_f16: avx2::rows_f16,
+                gather_f32: avx2::gather_f32,
+                gather_f16: avx2::gather_f16,
+            },
+            _ => Kernels {
+                isa: Isa::Scalar,
+                dot_f32: portable::dot_f32,
+                dot_f16: portable::dot_f16,
+                l2: portable::l2,
+                rows_f32: portable::rows_f32,
+                rows_f16: portable::rows_f16,
+                gather_f32: portable::gather_f32,
+                gather_f16: portable::gather_f16,
+            },
         }
     }
 
@@ -171,23 +306,171 @@ impl Kernels {
         }
     }
 
-    /// Inner products of `query` with the given rows, into `out`.
+    /// Inner products of `query` with the given rows, into `out` (rows at or beyond the
+    /// block's end score NaN).
     pub fn score_rows(&self, block: &RungBlock<'_>, query: &[f32], rows: &[u32], out: &mut [f32]) {
-        for (o, &row) in out.iter_mut().zip(rows) {
-            *o = self.score(block, query, row);
+        let n = rows.len().min(out.len());
+        if rows[..n].iter().any(|&r| r as usize >= block.count) || query.len() < block.dim {
+            for (o, &row) in out.iter_mut().zip(rows) {
+                *o = if (row as usize) < block.count { self.score(block, query, row) } else { f32::NAN };
+            }
+            return;
+        }
+        // SAFETY: every row is inside the block (checked above).
+        unsafe {
+            match block.data {
+                BlockData::F32(d) => (self.gather_f32)(query, d, block.dim, &rows[..n], &mut out[..n]),
+                BlockData::F16(d) => (self.gather_f16)(query, d, block.dim, &rows[..n], &mut out[..n]),
+            }
         }
     }
 
     /// The `k` best rows of a whole block by inner product with `query`, best first, skipping
     /// rows for which `skip` is true.
     pub fn top_k(&self, block: &RungBlock<'_>, query: &[f32], k: usize, skip: impl Fn(u32) -> bool) -> Vec<Scored> {
-        let mut heap = TopK::new(k);
-        for row in 0..block.count as u32 {
-            if !skip(row) {
-                heap.push(Scored { score: self.score(block, query, row), doc: row });
+        self.top_k_range(block, query, k, 0..block.count as u32, skip)
+    }
+
+    /// [`Kernels::top_k`] over the rows in `rows` only.
+    pub fn top_k_range(
+        &self,
+        block: &RungBlock<'_>,
+        query: &[f32],
+        k: usize,
+        rows: std::ops::Range<u32>,
+        skip: impl Fn(u32) -> bool,
+    ) -> Vec<Scored> {
+        let mut best = self.best_k_range(block, query, k, rows, skip);
+        best.sort_by(best_first);
+        best
+    }
+
+    /// The `k` best rows in `rows`, in no particular order (what a cascade's next stage needs:
+    /// it rescores them all anyway). Rows for which `skip` is true are left out.
+    pub fn best_k_range(
+        &self,
+        block: &RungBlock<'_>,
+        query: &[f32],
+        k: usize,
+        rows: std::ops::Range<u32>,
+        skip: impl Fn(u32) -> bool,
+    ) -> Vec<Scored> {
+        const CHUNK: usize = 256;
+        let end = rows.end.min(block.count as u32);
+        let start = rows.start.min(end);
+        let n = (end - start) as usize;
+        if k == 0 || n == 0 || query.len() < block.dim {
+            return Vec::new();
+        }
+        let score_into = |first: u32, out: &mut [f32]| {
+            let (a, b) = (first as usize * block.dim, (first as usize + out.len()) * block.dim);
+            match block.data {
+                BlockData::F32(d) => (self.rows_f32)(query, &d[a..b], block.dim, out),
+                BlockData::F16(d) => (self.rows_f16)(query, &d[a..b], block.dim, out),
+            }
+        };
+        if k > 64 {
+            // A large shortlist: score every row straight into one buffer, find the k-th best
+            // score by radix selection, keep what reaches it (linear; no per-row bookkeeping).
+            let mut scores = vec![0f32; n];
+            for (c, out) in scores.chunks_mut(CHUNK).enumerate() {
+                score_into(start + (c * CHUNK) as u32, out);
+            }
+            for (i, score) in scores.iter_mut().enumerate() {
+                if skip(start + i as u32) {
+                    *score = f32::NAN;
+                }
+            }
+            let threshold = order_key(kth_largest(&scores, k));
+            let mut kept: Vec<Scored> = Vec::with_capacity(k.min(n) + 16);
+            for (i, &score) in scores.iter().enumerate() {
+                if order_key(score) >= threshold && !score.is_nan() {
+                    kept.push(Scored { score, doc: start + i as u32 });
+                }
+            }
+            select_best(&mut kept, k);
+            kept
+        } else {
+            let mut heap = TopK::new(k);
+            let mut buffer = [0f32; CHUNK];
+            let mut first = start;
+            while first < end {
+                let m = ((end - first) as usize).min(CHUNK);
+                score_into(first, &mut buffer[..m]);
+                for (i, &score) in buffer[..m].iter().enumerate() {
+                    let doc = first + i as u32;
+                    if heap.would_keep(score) && !skip(doc) {
+                        heap.push(Scored { score, doc });
+                    }
+                }
+                first += m as u32;
+            }
+            heap.into_unsorted()
+        }
+    }
+}
+
+/// Maps a score to a `u32` with the same order (NaN lowest).
+#[inline]
+fn order_key(score: f32) -> u32 {
+    let bits = score_key(score).to_bits();
+    if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 }
+}
+
+fn from_order_key(key: u32) -> f32 {
+    f32::from_bits(if key >> 31 == 1 { key & 0x7fff_ffff } else { !key })
+}
+
+/// The `k`-th largest of `scores` (NaN counts as lowest), by radix selection: three histogram
+/// passes over ever fewer values. `k` is clamped to `1..=len`; an empty slice gives -inf.
+pub fn kth_largest(scores: &[f32], k: usize) -> f32 {
+    if scores.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    let mut k = k.clamp(1, scores.len());
+    // The first pass reads the scores directly; later passes only the survivors.
+    let mut keys: Vec<u32> = Vec::new();
+    let mut prefix = 0u32;
+    for (pass, (shift, bits)) in [(21u32, 11u32), (10, 11), (0, 10)].into_iter().enumerate() {
+        let mut histogram = [0usize; 2048];
+        if pass == 0 {
+            for &score in scores {
+                histogram[(order_key(score) >> shift) as usize] += 1;
+            }
+        } else {
+            for &key in &keys {
+                histogram[((key >> shift) & ((1 << bits) - 1)) as usize] += 1;
             }
         }
-        heap.into_sorted()
+        let mut bucket = (1usize << bits) - 1;
+        loop {
+            if histogram[bucket] >= k || bucket == 0 {
+                break;
+            }
+            k -= histogram[bucket];
+            bucket -= 1;
+        }
+        prefix |= (bucket as u32) << shift;
+        let mask = !((1u32 << shift) - 1);
+        if pass == 0 {
+            keys = scores.iter().map(|&s| order_key(s)).filter(|&key| key & mask == prefix).collect();
+        } else {
+            keys.retain(|&key| key & mask == prefix);
+        }
+        if shift == 0 {
+            break;
+        }
+    }
+    from_order_key(prefix)
+}
+
+/// Keeps the `k` best of `items` (unordered), in linear time.
+pub fn select_best(items: &mut Vec<Scored>, k: usize) {
+    if items.len() > k {
+        if k > 0 {
+            items.select_nth_unstable_by(k - 1, best_first);
+        }
+        items.truncate(k);
     }
 }
 
@@ -200,9 +483,15 @@ pub struct Scored {
     pub doc: u32,
 }
 
+/// Orders scores with NaN below everything (a NaN score is never "best").
+#[inline]
+pub fn score_key(score: f32) -> f32 {
+    if score.is_nan() { f32::NEG_INFINITY } else { score }
+}
+
 /// Best-first order: higher score, then lower document number (a total order, NaN last).
 pub fn best_first(a: &Scored, b: &Scored) -> Ordering {
-    b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc))
+    score_key(b.score).total_cmp(&score_key(a.score)).then(a.doc.cmp(&b.doc))
 }
 
 /// Heap entry ordered so that the *worst* kept element is on top.
@@ -233,7 +522,14 @@ pub struct TopK {
 impl TopK {
     /// Keeps at most `k`.
     pub fn new(k: usize) -> TopK {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK { k, heap: BinaryHeap::with_capacity(k.min(1 << 16) + 1) }
+    }
+
+    /// Whether a document with this score could enter (a cheap pre-check before `push`).
+    #[inline]
+    pub fn would_keep(&self, score: f32) -> bool {
+        self.k > 0
+            && (self.heap.len() < self.k || self.heap.peek().is_some_and(|w| score_key(score) >= score_key(w.0.score)))
     }
 
     /// Offers one.
@@ -250,9 +546,14 @@ impl TopK {
 
     /// The kept ones, best first.
     pub fn into_sorted(self) -> Vec<Scored> {
-        let mut v: Vec<Scored> = self.heap.into_iter().map(|w| w.0).collect();
+        let mut v = self.into_unsorted();
         v.sort_by(best_first);
         v
+    }
+
+    /// The kept ones, in no particular order.
+    pub fn into_unsorted(self) -> Vec<Scored> {
+        self.heap.into_iter().map(|w| w.0).collect()
     }
 }
 
@@ -298,6 +599,45 @@ mod tests {
     }
 
     #[test]
+    fn radix_selection_finds_the_kth_largest() {
+        let mut values = values(5000, 9);
+        values[17] = f32::NAN;
+        values[18] = -3.0;
+        values[19] = 7.5;
+        values[20] = 7.5;
+        let mut sorted: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        for k in [1, 2, 3, 10, 999, 4999] {
+            assert_eq!(kth_largest(&values, k), sorted[k - 1], "k = {k}");
+        }
+        assert_eq!(kth_largest(&values, 5000), f32::NEG_INFINITY, "the NaN is last");
+        assert_eq!(kth_largest(&[], 3), f32::NEG_INFINITY);
+        assert_eq!(kth_largest(&[-0.0, 0.0], 2), 0.0);
+    }
+
+    #[test]
+    fn gathered_scores_match_single_scores() {
+        let k = Kernels::default();
+        let rows = values(64 * 100, 5);
+        let rows16: Vec<f16> = rows.iter().map(|&v| f16::from_f32(v)).collect();
+        let q = values(64, 6);
+        let docs = [99u32, 0, 50, 50, 7];
+        for block in [
+            RungBlock { data: BlockData::F32(&rows), dim: 64, count: 100 },
+            RungBlock { data: BlockData::F16(&rows16), dim: 64, count: 100 },
+        ] {
+            let mut out = [0.0; 5];
+            k.score_rows(&block, &q, &docs, &mut out);
+            for (o, &d) in out.iter().zip(&docs) {
+                assert_eq!(*o, k.score(&block, &q, d));
+            }
+            let mut out = [0.0; 2];
+            k.score_rows(&block, &q, &[3, 100], &mut out);
+            assert!(out[1].is_nan(), "out of range");
+        }
+    }
+
+    #[test]
     fn top_k_is_exact_and_ordered() {
         let k = Kernels::default();
         let dim = 24;
@@ -311,5 +651,8 @@ mod tests {
         assert_eq!(got, all[..10].to_vec());
         assert!(k.top_k(&block, &q, 0, |_| false).is_empty());
         assert_eq!(k.top_k(&block, &q, 5000, |_| false).len(), 1000);
+        // The large-k path (radix selection) agrees with the heap path.
+        let big = k.top_k(&block, &q, 300, |row| row % 7 == 0);
+        assert_eq!(big, all[..300].to_vec());
     }
 }

@@ -122,13 +122,27 @@ impl Segment {
             return Ok(graph);
         }
         let g = &self.graph_source;
-        let graph = SegmentGraph::load(&g.dir, &basename(self.id), &g.records, g.dim, g.max_norm, g.kernels)?;
-        if graph.len() != self.docs as usize {
-            return Err(Error::corrupt(
-                g.dir.join(&g.records[0].name),
-                format!("the graph holds {} points but the segment {} documents", graph.len(), self.docs),
-            ));
+        if g.records.iter().any(|r| !g.dir.join(&r.name).exists()) && !g.dir.join(crate::manifest::MANIFEST).exists() {
+            return Err(Error::Incompatible { path: g.dir.clone(), message: "the index directory is gone".into() });
         }
+        if let Some(missing) = g.records.iter().find(|r| !g.dir.join(&r.name).exists())
+            && crate::manifest::Manifest::read(&g.dir).is_ok_and(|m| !m.segments.iter().any(|s| s.id == self.id))
+        {
+            return Err(Error::InvalidInput(format!(
+                "segment {} was replaced by a later commit (its graph {} is gone) before this snapshot loaded it; \
+                 search a current snapshot (Index::reload, or open the index again)",
+                self.id, missing.name
+            )));
+        }
+        let graph = SegmentGraph::load(
+            &g.dir,
+            &basename(self.id),
+            &g.records,
+            g.dim,
+            self.docs as usize,
+            g.max_norm,
+            g.kernels,
+        )?;
         Ok(self.graph.get_or_init(|| graph))
     }
 

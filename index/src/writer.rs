@@ -78,6 +78,9 @@ pub struct IndexWriter {
     /// Committed documents to delete at the next commit, by segment id.
     deletes: BTreeMap<u64, Tombstones>,
     settings: Vec<(String, String)>,
+    /// Set when a commit reached the disk but this process could not take up the new state:
+    /// the writer refuses further work until it is reopened.
+    poisoned: Option<String>,
 }
 
 impl Index {
@@ -99,8 +102,9 @@ impl Index {
             pending: Pending::default(),
             deletes: BTreeMap::new(),
             settings: Vec::new(),
+            poisoned: None,
         };
-        writer.collect_garbage(&self.snapshot().manifest)?;
+        writer.collect_garbage(&self.snapshot().manifest);
         Ok(writer)
     }
 }
@@ -122,6 +126,11 @@ impl IndexWriter {
         if doc.id.is_empty() {
             return Err(Error::InvalidInput("a document id must not be empty".into()));
         }
+        let longest =
+            [doc.id.len(), doc.text.as_ref().map_or(0, String::len), doc.metadata.as_ref().map_or(0, String::len)];
+        if longest.iter().any(|&n| n > u32::MAX as usize) {
+            return Err(Error::InvalidInput(format!("document {:?}: a stored field exceeds 4 GiB", doc.id)));
+        }
         if doc.vectors.len() != config.rungs.len() {
             return Err(Error::InvalidInput(format!(
                 "document {:?} has {} vectors; the index stores {} rungs",
@@ -130,7 +139,7 @@ impl IndexWriter {
                 config.rungs.len()
             )));
         }
-        for (v, stored) in doc.vectors.iter().zip(&config.rungs) {
+        for (r, (v, stored)) in doc.vectors.iter().zip(&config.rungs).enumerate() {
             if v.len() != stored.rung.dim {
                 return Err(Error::InvalidInput(format!(
                     "document {:?}: the vector for rung {} has {} values, not {}",
@@ -140,15 +149,30 @@ impl IndexWriter {
                     stored.rung.dim
                 )));
             }
-            if v.iter().any(|x| !x.is_finite()) {
+            let limit = match stored.element {
+                crate::config::ElementType::F32 => f32::MAX,
+                crate::config::ElementType::F16 => half::f16::MAX.to_f32(),
+            };
+            if let Some(bad) = v.iter().find(|x| !x.is_finite() || x.abs() > limit) {
                 return Err(Error::InvalidInput(format!(
-                    "document {:?}: the vector for rung {} is not finite",
+                    "document {:?}: the vector for rung {} holds {bad}, which rung storage ({}) cannot represent",
+                    doc.id, stored.rung, stored.element
+                )));
+            }
+            if r == config.graph.rung
+                && v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>() >= f64::from(f32::MAX) / 4.0
+            {
+                return Err(Error::InvalidInput(format!(
+                    "document {:?}: the vector for rung {} is too large for the graph (its squared norm overflows f32)",
                     doc.id, stored.rung
                 )));
             }
         }
+        self.check_usable()?;
+        // Look everything up before changing anything.
+        let committed = self.committed_copies(&doc.id)?;
         self.remove_pending(&doc.id);
-        self.mark_committed_deleted(&doc.id)?;
+        self.mark_deleted(committed);
         if self.pending.vectors.len() != config.rungs.len() {
             self.pending.vectors = vec![Vec::new(); config.rungs.len()];
         }
@@ -162,9 +186,18 @@ impl IndexWriter {
 
     /// Deletes the document `id` at the next commit; returns whether it existed.
     pub fn delete(&mut self, id: &str) -> Result<bool> {
+        self.check_usable()?;
+        let committed = self.committed_copies(id)?;
         let pending = self.remove_pending(id);
-        let committed = self.mark_committed_deleted(id)?;
-        Ok(pending || committed)
+        let marked = self.mark_deleted(committed);
+        Ok(pending || marked)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            None => Ok(()),
+            Some(why) => Err(Error::InvalidInput(format!("this writer is unusable ({why}); reopen the index"))),
+        }
     }
 
     fn remove_pending(&mut self, id: &str) -> bool {
@@ -177,14 +210,32 @@ impl IndexWriter {
         }
     }
 
-    /// Marks the live committed copy of `id` for deletion; returns whether there was one.
-    fn mark_committed_deleted(&mut self, id: &str) -> Result<bool> {
+    /// Every live committed copy of `id` (segment id, segment position, document).
+    fn committed_copies(&self, id: &str) -> Result<Vec<(u64, usize, u32)>> {
         let snapshot = self.index.snapshot();
-        let Some(address) = snapshot.lookup(id)? else { return Ok(false) };
-        let view = &snapshot.segments[address.segment as usize];
-        let bits = self.deletes.entry(view.record.id).or_insert_with(|| (*view.tombstones).clone());
-        let was = bits.replace(address.doc as usize, true);
-        Ok(!was)
+        let mut copies = Vec::new();
+        for (position, view) in snapshot.segments.iter().enumerate() {
+            for doc in view.segment.find(id)? {
+                let already =
+                    self.deletes.get(&view.record.id).is_some_and(|bits| bits.get(doc as usize).is_some_and(|b| *b));
+                if !view.is_deleted(doc) && !already {
+                    copies.push((view.record.id, position, doc));
+                }
+            }
+        }
+        Ok(copies)
+    }
+
+    /// Marks committed copies for deletion at the next commit; returns whether there were any.
+    fn mark_deleted(&mut self, copies: Vec<(u64, usize, u32)>) -> bool {
+        let snapshot = self.index.snapshot();
+        let any = !copies.is_empty();
+        for (segment, position, doc) in copies {
+            let view = &snapshot.segments[position];
+            let bits = self.deletes.entry(segment).or_insert_with(|| (*view.tombstones).clone());
+            bits.set(doc as usize, true);
+        }
+        any
     }
 
     /// Documents buffered for the next commit.
@@ -209,10 +260,37 @@ impl IndexWriter {
     }
 
     /// Commits, reporting progress of the slow steps.
+    ///
+    /// If this fails before the new manifest is in place, nothing changed: the files it wrote
+    /// are removed and the buffered changes stay, so the commit can be retried. Once the manifest
+    /// is renamed the commit has happened, whatever follows.
     pub fn commit_with(&mut self, progress: Progress<'_>) -> Result<CommitInfo> {
-        let snapshot = self.index.snapshot();
+        self.check_usable()?;
+        let base = self.index.snapshot();
+        let (manifest, new_segment, added, deleted) = match self.prepare_commit(&base, progress) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.collect_garbage(&base.manifest);
+                return Err(e);
+            }
+        };
+        self.switch(&base, manifest, new_segment)?;
+        self.pending = Pending::default();
+        self.deletes.clear();
+        self.settings.clear();
+        let m = &self.index.snapshot().manifest;
+        Ok(CommitInfo { generation: m.generation, added, deleted, segments: m.segments.len(), live: m.live_docs() })
+    }
+
+    /// Writes the new segment and tombstones; returns the manifest that would commit them.
+    #[allow(clippy::type_complexity)]
+    fn prepare_commit(
+        &self,
+        base: &Snapshot,
+        progress: Progress<'_>,
+    ) -> Result<(Manifest, Option<(SegmentRecord, SegmentGraph)>, usize, usize)> {
         let dir = self.index.dir().to_path_buf();
-        let mut manifest = snapshot.manifest.clone();
+        let mut manifest = base.manifest.clone();
         manifest.generation += 1;
         for (key, value) in &self.settings {
             manifest.settings.retain(|(k, _)| k != key);
@@ -250,35 +328,47 @@ impl IndexWriter {
             let Some(record) = manifest.segments.iter_mut().find(|r| r.id == *segment_id) else { continue };
             let before = record.deleted as usize;
             let now = bits.count_ones();
-            if now == before {
+            if now <= before {
                 continue;
             }
             deleted += now - before;
             record.deleted = now as u32;
-            record.tombstones = if now == 0 {
-                None
-            } else {
-                let name = format!("{}.del-{}", basename(record.id), manifest.generation);
-                Some(tombstones::write(&dir, &name, bits)?)
-            };
+            let name = format!("{}.del-{}", basename(record.id), manifest.generation);
+            record.tombstones = Some(tombstones::write(&dir, &name, bits)?);
         }
         manifest.segments.retain(|r| r.live() > 0);
-        // 3. The atomic switch.
-        manifest.commit(&dir)?;
-        // 4. The new snapshot for this process.
-        let next = self.snapshot_after(&snapshot, &manifest, new_segment)?;
-        self.index.install(next);
-        self.pending = Pending::default();
-        self.deletes.clear();
-        self.settings.clear();
-        self.collect_garbage(&manifest)?;
-        Ok(CommitInfo {
-            generation: manifest.generation,
-            added,
-            deleted,
-            segments: manifest.segments.len(),
-            live: manifest.live_docs(),
-        })
+        Ok((manifest, new_segment, added, deleted))
+    }
+
+    /// Commits `manifest` (the point of no return) and takes up the new state.
+    fn switch(
+        &mut self,
+        base: &Snapshot,
+        manifest: Manifest,
+        new_segment: Option<(SegmentRecord, SegmentGraph)>,
+    ) -> Result<()> {
+        let dir = self.index.dir().to_path_buf();
+        if let Err(e) = manifest.commit(&dir) {
+            // The rename may have happened before the failure (e.g. the final directory sync).
+            let on_disk = Manifest::read(&dir).map(|m| m.generation).unwrap_or(base.manifest.generation);
+            if on_disk != manifest.generation {
+                self.collect_garbage(&base.manifest);
+                return Err(e);
+            }
+        }
+        match self.snapshot_after(base, &manifest, new_segment) {
+            Ok(next) => self.index.install(next),
+            Err(e) => {
+                let why = format!(
+                    "generation {} was committed, but this process could not open it: {e}",
+                    manifest.generation
+                );
+                self.poisoned = Some(why.clone());
+                return Err(Error::InvalidInput(why));
+            }
+        }
+        self.collect_garbage(&manifest);
+        Ok(())
     }
 
     fn snapshot_after(
@@ -303,9 +393,9 @@ impl IndexWriter {
             let tombstones = match (&record.tombstones, self.deletes.get(&record.id)) {
                 (None, _) => Arc::new(Tombstones::repeat(false, record.docs as usize)),
                 (Some(_), Some(bits)) => Arc::new(bits.clone()),
-                (Some(_), None) => match previous.segments.iter().find(|v| v.record.id == record.id) {
-                    Some(view) => Arc::clone(&view.tombstones),
-                    None => Arc::new(Tombstones::repeat(false, record.docs as usize)),
+                (Some(file), None) => match previous.segments.iter().find(|v| v.record.id == record.id) {
+                    Some(view) if view.record.tombstones == record.tombstones => Arc::clone(&view.tombstones),
+                    _ => Arc::new(tombstones::read(dir, file, record.docs as usize, record.deleted as usize)?),
                 },
             };
             segments.push(SegmentView { record: record.clone(), segment, tombstones });
@@ -335,51 +425,65 @@ impl IndexWriter {
             });
         }
         let dir = self.index.dir().to_path_buf();
-        let mut manifest = snapshot.manifest.clone();
-        manifest.generation += 1;
-        let config = manifest.config.clone();
-        let live: Vec<_> = snapshot.live_addresses().collect();
-        let mut blocks: Vec<Vec<f32>> =
-            config.rungs.iter().map(|r| Vec::with_capacity(live.len() * r.rung.dim)).collect();
-        for (r, block) in blocks.iter_mut().enumerate() {
-            for address in &live {
-                let source = snapshot.block(address.segment, r)?;
-                let (start, end) = (address.doc as usize * source.dim, (address.doc as usize + 1) * source.dim);
-                match source.data {
-                    BlockData::F32(d) => block.extend_from_slice(&d[start..end]),
-                    BlockData::F16(d) => block.extend(d[start..end].iter().map(|v| v.to_f32())),
+        // Compaction rewrites every document under fresh checksums: first make sure the data it
+        // copies is intact, or damage would be laundered into a "valid" segment.
+        for record in snapshot.manifest.segments.iter() {
+            crate::files::verify(&dir, &record.vectors)?;
+            crate::files::verify(&dir, &record.store)?;
+        }
+        let prepared = (|| -> Result<(Manifest, SegmentRecord, SegmentGraph)> {
+            let mut manifest = snapshot.manifest.clone();
+            manifest.generation += 1;
+            let config = manifest.config.clone();
+            let live: Vec<_> = snapshot.live_addresses().collect();
+            let mut blocks: Vec<Vec<f32>> =
+                config.rungs.iter().map(|r| Vec::with_capacity(live.len() * r.rung.dim)).collect();
+            for (r, block) in blocks.iter_mut().enumerate() {
+                for address in &live {
+                    let source = snapshot.block(address.segment, r)?;
+                    let (start, end) = (address.doc as usize * source.dim, (address.doc as usize + 1) * source.dim);
+                    match source.data {
+                        BlockData::F32(d) => block.extend_from_slice(&d[start..end]),
+                        BlockData::F16(d) => block.extend(d[start..end].iter().map(|v| v.to_f32())),
+                    }
                 }
             }
-        }
-        let docs: Vec<StoredDoc<'_>> = live.iter().map(|a| snapshot.doc(*a)).collect::<Result<_>>()?;
-        let id = manifest.next_segment;
-        manifest.next_segment += 1;
-        let (record, graph) =
-            write_segment(&dir, id, &config, docs.iter().copied(), &blocks, self.index.kernels(), progress)?;
-        manifest.segments = vec![record.clone()];
-        manifest.commit(&dir)?;
-        let next = self.snapshot_after(
-            &Snapshot { manifest: manifest.clone(), segments: Vec::new(), kernels: self.index.kernels() },
-            &manifest,
-            Some((record, graph)),
-        )?;
-        self.index.install(next);
-        self.collect_garbage(&manifest)?;
+            let docs: Vec<StoredDoc<'_>> = live.iter().map(|a| snapshot.doc(*a)).collect::<Result<_>>()?;
+            let id = manifest.next_segment;
+            manifest.next_segment += 1;
+            let (record, graph) =
+                write_segment(&dir, id, &config, docs.iter().copied(), &blocks, self.index.kernels(), progress)?;
+            manifest.segments = vec![record.clone()];
+            Ok((manifest, record, graph))
+        })();
+        let (manifest, record, graph) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.collect_garbage(&snapshot.manifest);
+                return Err(e);
+            }
+        };
+        // Nothing of the old snapshot is reused: every segment is new.
+        let empty =
+            Snapshot { manifest: snapshot.manifest.clone(), segments: Vec::new(), kernels: self.index.kernels() };
+        self.switch(&empty, manifest, Some((record, graph)))?;
+        let m = &self.index.snapshot().manifest;
         Ok(CommitInfo {
-            generation: manifest.generation,
+            generation: m.generation,
             added: 0,
             deleted: 0,
-            segments: manifest.segments.len(),
-            live: manifest.live_docs(),
+            segments: m.segments.len(),
+            live: m.live_docs(),
         })
     }
 
-    /// Removes files of this index that the manifest does not reference (left by crashes, replaced
-    /// tombstones and compacted segments). Files that are not Barista's are left alone.
-    fn collect_garbage(&self, manifest: &Manifest) -> Result<()> {
+    /// Removes files of this index that the manifest does not reference (left by crashes, failed
+    /// commits, replaced tombstones and compacted segments). Files that are not Barista's are
+    /// left alone. Best effort: a file that cannot be removed now is removed by a later pass.
+    fn collect_garbage(&self, manifest: &Manifest) {
         let dir = self.index.dir();
         let keep: std::collections::HashSet<&str> = manifest.files().map(|f| f.name.as_str()).collect();
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::read(dir, e))?;
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -388,7 +492,6 @@ impl IndexWriter {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(())
     }
 }
 
@@ -417,8 +520,9 @@ fn write_segment<'a>(
             blocks[graph_rung].iter().map(|v| half::f16::from_f32(*v).to_f32()).collect()
         }
     };
-    let graph =
-        SegmentGraph::build(&graph_vectors, dim, &config.graph, kernels, &|done, total| progress("graph", done, total));
+    let mut graph = SegmentGraph::build(&graph_vectors, dim, &config.graph, kernels, &|done, total| {
+        progress("graph", done, total)
+    })?;
     let graph_files = graph.save(dir, &name)?;
     let record = SegmentRecord {
         id,

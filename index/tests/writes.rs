@@ -210,3 +210,111 @@ fn creating_where_something_exists_is_refused() {
     bad.rungs.swap(0, 2);
     assert!(Index::create(&empty.path().join("x"), bad).is_err());
 }
+
+#[test]
+fn a_failed_commit_changes_nothing_and_can_be_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), cfg());
+    let c = cfg();
+    let mut w = index.writer().unwrap();
+    w.add(doc(&c, "a", 0)).unwrap();
+    w.commit().unwrap();
+    w.add(doc(&c, "b", 0)).unwrap();
+    w.delete("a").unwrap();
+    // Something occupies a name the commit needs: the commit fails after writing some files.
+    std::fs::write(dir.path().join("seg-000002.ids"), "in the way").unwrap();
+    assert!(w.commit().is_err());
+    assert_eq!(ids(&index), vec!["a"], "nothing changed");
+    assert_eq!(Index::open(dir.path()).unwrap().snapshot().manifest().generation, 1);
+    assert!(!dir.path().join("seg-000002.vec").exists(), "the partial segment was removed");
+    assert_eq!(w.pending(), 1, "the buffered changes are kept");
+    let info = w.commit().unwrap();
+    assert_eq!((info.added, info.deleted, info.generation), (1, 1, 2));
+    assert_eq!(ids(&index), vec!["b"]);
+}
+
+#[test]
+fn values_the_storage_cannot_hold_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), cfg());
+    let c = cfg();
+    let mut w = index.writer().unwrap();
+    let mut big_f16 = doc(&c, "x", 0);
+    big_f16.vectors[1][0] = 70_000.0; // rung 1 is stored in f16 (max 65504)
+    assert!(w.add(big_f16).unwrap_err().to_string().contains("cannot represent"));
+    let mut huge_norm = doc(&c, "y", 0);
+    huge_norm.vectors[0] = vec![1e30; 8]; // the graph rung: its squared norm overflows
+    assert!(w.add(huge_norm).unwrap_err().to_string().contains("too large for the graph"));
+    assert_eq!(w.pending(), 0);
+}
+
+#[test]
+fn huge_k_and_ef_are_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), cfg());
+    let c = cfg();
+    let mut w = index.writer().unwrap();
+    for i in 0..30 {
+        w.add(doc(&c, &format!("d{i}"), 0)).unwrap();
+    }
+    w.commit().unwrap();
+    let s = index.snapshot();
+    let q = doc(&c, "q", 1).vectors;
+    assert_eq!(s.graph_search(&q[0], usize::MAX / 2, usize::MAX / 2).unwrap().len(), 30);
+    assert_eq!(s.exact_search(0, &q[0], usize::MAX / 2).unwrap().len(), 30);
+}
+
+#[test]
+fn reloads_racing_commits_never_go_back_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), cfg());
+    let c = cfg();
+    let mut w = index.writer().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                index.reload().unwrap();
+            }
+        });
+        for i in 0..40 {
+            w.add(doc(&c, &format!("d{i}"), 0)).unwrap();
+            if i % 3 == 0 && i > 0 {
+                w.delete(&format!("d{}", i - 1)).unwrap();
+            }
+            let info = w.commit().unwrap();
+            assert!(index.snapshot().manifest().generation >= info.generation);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let s = index.snapshot();
+    assert_eq!(s.manifest().generation, 40);
+    let expected = (0..40).filter(|i| !(*i % 3 == 2 && *i < 39)).count() as u64;
+    assert_eq!(s.len(), expected);
+}
+
+#[test]
+fn a_lazy_snapshot_outlived_by_compaction_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), cfg());
+    let c = cfg();
+    let mut w = index.writer().unwrap();
+    for round in 0..2 {
+        for i in 0..10 {
+            w.add(doc(&c, &format!("r{round}-{i}"), 0)).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    drop(w);
+    let lazy =
+        Index::open_with(dir.path(), barista_index::OpenOptions { lazy_graphs: true, ..Default::default() }).unwrap();
+    let stale = lazy.snapshot();
+    index.writer().unwrap().compact().unwrap();
+    let q = doc(&c, "q", 1).vectors;
+    let err = stale.graph_search(&q[0], 5, 20).unwrap_err().to_string();
+    assert!(err.contains("replaced by a later commit"), "{err}");
+    assert!(lazy.reload().unwrap());
+    assert_eq!(lazy.snapshot().graph_search(&q[0], 5, 20).unwrap().len(), 5);
+    // Exact search on the stale snapshot still works: its vector files stay mapped.
+    assert_eq!(stale.exact_search(0, &q[0], 5).unwrap().len(), 5);
+}

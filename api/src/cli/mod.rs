@@ -1,7 +1,12 @@
 //! Command-line parsing and the subcommands.
 
+mod calibrate;
 mod embed;
+mod index;
+mod input;
 mod model_args;
+mod open_args;
+mod search;
 
 use clap::{Parser, Subcommand};
 
@@ -18,12 +23,24 @@ enum Command {
     /// Embed texts and print their rung vectors as JSON lines.
     #[command(after_help = embed::EXAMPLES)]
     Embed(embed::Args),
+    /// Build an index from a corpus (JSONL or BEIR).
+    #[command(after_help = index::EXAMPLES)]
+    Index(index::Args),
+    /// Search an index.
+    #[command(after_help = search::EXAMPLES)]
+    Search(search::Args),
+    /// Fit adaptive-stopping thresholds on training queries and store them in the index.
+    #[command(after_help = calibrate::EXAMPLES)]
+    Calibrate(calibrate::Args),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(args),
+        Command::Index(args) => index::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
     }
 }
 

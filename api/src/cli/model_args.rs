@@ -60,7 +60,13 @@ fn parse_ladder(s: &str) -> Result<Ladder, String> {
 impl ModelArgs {
     /// Loads the encoder these flags describe.
     pub fn load(&self) -> anyhow::Result<Encoder> {
-        let options = EncoderOptions {
+        Encoder::load(&self.model, &self.encoder_options())
+            .with_context(|| format!("could not load the model {}", self.model))
+    }
+
+    /// The encoder options these flags describe.
+    pub fn encoder_options(&self) -> EncoderOptions {
+        EncoderOptions {
             profile: ProfileSpec {
                 rungs: self.ladder.as_ref().map(|l| l.0.clone()),
                 pooling: self.pooling,
@@ -74,7 +80,6 @@ impl ModelArgs {
             threads: self.threads,
             query_threads: self.query_threads,
             offline: self.offline,
-        };
-        Encoder::load(&self.model, &options).with_context(|| format!("could not load the model {}", self.model))
+        }
     }
 }

@@ -55,6 +55,7 @@ pub struct Encoder {
 
 struct Inner {
     name: String,
+    fingerprint: String,
     config: BertConfig,
     profile: Profile,
     tokenizer: TextTokenizer,
@@ -93,6 +94,7 @@ impl Encoder {
             )));
         }
         let (weights, precision) = weights::load(&files, &config, profile.deepest_layer(), options.weights, isa)?;
+        let fingerprint = crate::model::fingerprint(&files)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = options.threads.unwrap_or(cores).max(1);
         let query_threads = options.query_threads.unwrap_or(cores.min(2)).max(1);
@@ -100,6 +102,7 @@ impl Encoder {
         Ok(Encoder {
             inner: Arc::new(Inner {
                 name: files.name,
+                fingerprint,
                 config,
                 profile,
                 tokenizer,
@@ -115,6 +118,20 @@ impl Encoder {
     /// The model's name (its folder or Hub id).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// A fingerprint of the model (its config, tokenizer and weight layout): indexes record it
+    /// so that vectors from different models are never mixed.
+    pub fn fingerprint(&self) -> &str {
+        &self.inner.fingerprint
+    }
+
+    /// The thread team that splits one query's work.
+    pub(crate) fn fork(&self) -> &dyn Fork {
+        match &self.inner.team {
+            Some(team) => team,
+            None => &Serial,
+        }
     }
 
     /// The validated 2D profile.

@@ -150,3 +150,24 @@ pub(crate) fn assemble_profile(
         other => other,
     })
 }
+
+/// xxh3-64 over `config.json`, `tokenizer.json` and each weight file's safetensors header (names,
+/// dtypes, shapes, offsets): cheap, and different for any other model or export.
+pub(crate) fn fingerprint(files: &ModelFiles) -> Result<String> {
+    use std::io::Read;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for path in [&files.config, &files.tokenizer] {
+        hasher.update(&std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    }
+    for path in &files.weights {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+        let header_len = u64::from_le_bytes(len).min(100 << 20);
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+        hasher.update(&len);
+        hasher.update(&header);
+    }
+    Ok(format!("{:016x}", hasher.digest()))
+}

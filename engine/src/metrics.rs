@@ -30,7 +30,6 @@ pub fn ndcg_at(run: &Run, qrels: &BTreeMap<String, i32>, k: usize) -> f64 {
 }
 
 /// Reciprocal rank of the first relevant document within the top `k` (0 if none).
-#[allow(dead_code)] // used by the retrieval benchmarks to come
 pub fn mrr_at(run: &Run, qrels: &BTreeMap<String, i32>, k: usize) -> f64 {
     let mut ranked = run.clone();
     trec_order(&mut ranked);
@@ -42,7 +41,6 @@ pub fn mrr_at(run: &Run, qrels: &BTreeMap<String, i32>, k: usize) -> f64 {
 }
 
 /// Share of the relevant documents found in the top `k`.
-#[allow(dead_code)] // used by the retrieval benchmarks to come
 pub fn recall_at(run: &Run, qrels: &BTreeMap<String, i32>, k: usize) -> f64 {
     let relevant = qrels.values().filter(|&&g| g > 0).count();
     if relevant == 0 {

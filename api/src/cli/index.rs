@@ -1,0 +1,115 @@
+//! `barista index`: build an index from a corpus.
+
+use super::input::{self, Format};
+use super::model_args::ModelArgs;
+use anyhow::{Context, Result, bail};
+use barista_engine::{CreateOptions, Document, Engine, Rung};
+use barista_index::ElementType;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  barista index --model ../shared/models/minilm-l6-2d --input ../shared/datasets/scifact --format beir --out scifact.idx
+  barista index --model ielabgroup/Starbucks-msmarco --input docs.jsonl --out docs.idx --store f32";
+
+/// Arguments of `barista index`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The documents: a JSONL file, or a BEIR corpus.jsonl / data set folder.
+    #[arg(long)]
+    input: PathBuf,
+    /// Input format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+    /// Directory of the new index.
+    #[arg(long)]
+    out: PathBuf,
+    /// Element type of the stored rung blocks.
+    #[arg(long, default_value = "f16")]
+    store: ElementType,
+    /// Rung the HNSW graph is built on (default: the middle of the ladder).
+    #[arg(long, value_name = "LAYER,DIM")]
+    graph_rung: Option<Rung>,
+    /// Documents encoded per batch.
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+    /// Commit (one segment) every this many documents.
+    #[arg(long, default_value_t = 200_000)]
+    commit_every: usize,
+}
+
+fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
+    let bar = match total {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message.to_string());
+    bar
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.out.join("MANIFEST").exists() {
+        bail!("{} already holds an index; search it, or choose another --out", args.out.display());
+    }
+    let mut options = CreateOptions::new(args.model.model.clone());
+    options.encoder = args.model.encoder_options();
+    options.element = args.store;
+    options.graph_rung = args.graph_rung;
+    let docs = input::open(&args.input, args.format)?;
+    let total = docs.total;
+    let engine = Engine::create(&args.out, &options).context("could not create the index")?;
+    let start = Instant::now();
+    let bar = progress_bar(total, "encoding");
+    let mut batch: Vec<Document> = Vec::with_capacity(args.batch);
+    let mut staged = 0;
+    let mut count = 0u64;
+    let commit = |engine: &Engine| -> Result<()> {
+        let graph = progress_bar(None, "graph");
+        engine.commit_with(&|_, done, total| {
+            graph.set_length(total as u64);
+            graph.set_position(done as u64);
+        })?;
+        graph.finish_and_clear();
+        Ok(())
+    };
+    for doc in docs {
+        batch.push(doc?);
+        if batch.len() == args.batch.max(1) {
+            staged = engine.stage(&batch)?;
+            count += batch.len() as u64;
+            bar.inc(batch.len() as u64);
+            batch.clear();
+            if staged >= args.commit_every {
+                commit(&engine)?;
+                staged = 0;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        staged = engine.stage(&batch)?;
+        count += batch.len() as u64;
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    if staged > 0 || count == 0 {
+        commit(&engine)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let snapshot = engine.index().snapshot();
+    eprintln!(
+        "indexed {count} documents in {seconds:.1} s ({:.0} documents/s): {} live in {} segment(s) at {}",
+        count as f64 / seconds,
+        snapshot.len(),
+        snapshot.segment_count(),
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `barista index`, `search` and `calibrate` end to end: the real binary on real documents.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared(relative: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
+    assert!(path.exists(), "shared material missing at {}", path.display());
+    path
+}
+
+fn barista(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_barista"))
+        .args(args)
+        .env_remove("BARISTA_INDEX")
+        .env_remove("BARISTA_MODEL")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(output.status.success(), "barista failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// 40 SciFact documents as Barista JSONL.
+fn corpus(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(shared("datasets/scifact/corpus.jsonl")).unwrap();
+    let mut out = String::new();
+    for line in text.lines().take(40) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let doc = serde_json::json!({"id": v["_id"], "text": v["text"], "title": v["title"], "metadata": {"n": 1}});
+        out.push_str(&doc.to_string());
+        out.push('\n');
+    }
+    let path = dir.join("docs.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn index_then_search_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let index = dir.path().join("idx");
+    let model = shared("models/minilm-l6-2d");
+    let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
+    let out = barista(&["index", "--model", m, "--input", i, "--out", x]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("indexed 40 documents"));
+    // JSON output: hits, the stages that ran, timings.
+    let json = ok(barista(&["search", "--index", x, "--json", "--k", "3", "--text", "mitochondria and aging"]));
+    let response: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(response["hits"].as_array().unwrap().len(), 3);
+    assert!(response["hits"][0]["text"].is_string() && response["hits"][0]["metadata"]["n"] == 1);
+    let stages = response["stages"].as_array().unwrap();
+    assert!(stages.len() >= 2 && stages[0]["method"] == "scan" && stages[1]["method"] == "rescore");
+    assert!(response["timings"]["total_ms"].as_f64().unwrap() > 0.0);
+    // Human output and every profile; an explicit plan.
+    for profile in ["fast", "balanced", "exact"] {
+        let text = ok(barista(&["search", "--index", x, "--profile", profile, "cancer cells"]));
+        assert_eq!(text.lines().count(), 10, "{profile}");
+    }
+    let json = ok(barista(&["search", "--index", x, "--json", "--stages", "2,64:20:scan 6,384:5", "cancer"]));
+    let response: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(response["stages"][0]["kept"], 20);
+    // Refusals.
+    let again = barista(&["index", "--model", m, "--input", i, "--out", x]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already holds an index"));
+    for (args, message) in [
+        (vec!["search", "--index", x], "no query"),
+        (vec!["search", "--index", x, "--profile", "warp", "q"], "unknown profile"),
+        (vec!["search", "--index", x, "--stages", "6,384:5 2,64:5", "q"], "climb"),
+        (vec!["search", "--index", x, "--stages", "6,384", "q"], "LAYER,DIM:KEEP"),
+        (vec!["search", "--index", dir.path().join("nothing").to_str().unwrap(), "q"], "no index here"),
+    ] {
+        let out = barista(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn beir_input_and_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small BEIR set: 60 SciFact documents, queries made of their titles.
+    let text = std::fs::read_to_string(shared("datasets/scifact/corpus.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().take(60).collect();
+    std::fs::write(dir.path().join("corpus.jsonl"), lines.join("\n")).unwrap();
+    let mut queries = String::new();
+    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    for line in &lines[..30] {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        queries.push_str(
+            &serde_json::json!({"_id": format!("q{}", v["_id"].as_str().unwrap()), "text": v["title"]}).to_string(),
+        );
+        queries.push('\n');
+        qrels.push_str(&format!("q{}\t{}\t1\n", v["_id"].as_str().unwrap(), v["_id"].as_str().unwrap()));
+    }
+    std::fs::write(dir.path().join("queries.jsonl"), queries).unwrap();
+    std::fs::write(dir.path().join("qrels.tsv"), qrels).unwrap();
+    let index = dir.path().join("idx");
+    let model = shared("models/minilm-l6-2d");
+    let d = dir.path().to_str().unwrap();
+    ok(barista(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        d,
+        "--format",
+        "beir",
+        "--out",
+        index.to_str().unwrap(),
+    ]));
+    let q = dir.path().join("queries.jsonl");
+    let r = dir.path().join("qrels.tsv");
+    let out = barista(&[
+        "calibrate",
+        "--index",
+        index.to_str().unwrap(),
+        "--queries",
+        q.to_str().unwrap(),
+        "--qrels",
+        r.to_str().unwrap(),
+        "--target",
+        "0.9",
+    ]);
+    let rule: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    assert_eq!(rule["queries"], 30);
+    let json = ok(barista(&["search", "--index", index.to_str().unwrap(), "--json", "--adaptive", "on", "cells"]));
+    let response: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(response["stopped_early"].is_boolean());
+}

@@ -1,0 +1,531 @@
+//! Cascade benchmarks: quality of each profile against the exhaustive search (nDCG@10 on a data
+//! set), the quality/cost frontier of stage plans on a larger real collection, and adaptive
+//! stopping calibrated on training queries.
+
+use crate::stats::Latency;
+use anyhow::{Context, Result, bail};
+use barista_datasets::DataSet;
+use barista_datasets::beir::Query;
+use barista_engine::metrics::{Run, mean_over_judged, ndcg_at};
+use barista_engine::{CreateOptions, Document, Engine, OpenOptions, Rung, SearchRequest, SearchResponse, StagePlan};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Opens the index in `dir`, or builds it from `documents` with `model`.
+pub fn build_or_open(
+    dir: &Path,
+    model: &str,
+    documents: impl Iterator<Item = Result<Document>>,
+    total: usize,
+) -> Result<Engine> {
+    if dir.join("MANIFEST").exists() {
+        eprintln!("reusing the index in {}", dir.display());
+        return Engine::open(dir, &OpenOptions::default()).with_context(|| format!("opening {}", dir.display()));
+    }
+    let engine = Engine::create(dir, &CreateOptions::new(model)).context("creating the index")?;
+    let progress = bar(total as u64, "encoding");
+    let mut batch = Vec::with_capacity(2048);
+    for doc in documents {
+        batch.push(doc?);
+        if batch.len() == 2048 {
+            engine.stage(&batch)?;
+            progress.inc(batch.len() as u64);
+            batch.clear();
+        }
+    }
+    engine.stage(&batch)?;
+    progress.finish_and_clear();
+    let graph = bar(0, "graph");
+    engine.commit_with(&|_, done, total| {
+        graph.set_length(total as u64);
+        graph.set_position(done as u64);
+    })?;
+    graph.finish_and_clear();
+    Ok(engine)
+}
+
+fn documents_of(data: &DataSet) -> Result<(Vec<Document>, usize)> {
+    let docs: Vec<Document> = data
+        .documents()?
+        .map(|d| {
+            d.map(|d| Document {
+                id: d.id,
+                title: Some(d.title).filter(|t| !t.is_empty()),
+                text: d.text,
+                metadata: None,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let n = docs.len();
+    Ok((docs, n))
+}
+
+/// Runs every query with `request` (its query replaced); returns runs, responses.
+fn run_queries(
+    engine: &Engine,
+    queries: &[Query],
+    template: &SearchRequest,
+) -> Result<(BTreeMap<String, Run>, Vec<SearchResponse>)> {
+    let mut runs = BTreeMap::new();
+    let mut responses = Vec::with_capacity(queries.len());
+    for q in queries {
+        let request = SearchRequest { query: Some(q.text.clone()), ..template.clone() };
+        let response = engine.search(&request)?;
+        runs.insert(q.id.clone(), response.hits.iter().map(|h| (h.id.clone(), h.score)).collect());
+        responses.push(response);
+    }
+    Ok((runs, responses))
+}
+
+fn latency(responses: &[SearchResponse], f: impl Fn(&SearchResponse) -> f64) -> Latency {
+    let mut samples: Vec<Duration> = responses.iter().map(|r| Duration::from_secs_f64(f(r) / 1e3)).collect();
+    Latency::of(&mut samples)
+}
+
+fn search_ms(r: &SearchResponse) -> f64 {
+    r.timings.graph_ms + r.timings.scan_ms + r.timings.rescore_ms
+}
+
+fn overlap_at_10(runs: &BTreeMap<String, Run>, reference: &BTreeMap<String, Run>) -> f64 {
+    let mut total = 0.0;
+    for (q, run) in reference {
+        let truth: HashSet<&String> = run.iter().take(10).map(|(d, _)| d).collect();
+        let got = runs.get(q).map_or(0, |r| r.iter().take(10).filter(|(d, _)| truth.contains(d)).count());
+        total += got as f64 / truth.len().clamp(1, 10) as f64;
+    }
+    total / reference.len().max(1) as f64
+}
+
+/// Arguments of `barista-bench cascade`.
+#[derive(clap::Args)]
+pub struct QualityArgs {
+    /// Model folder (or Hugging Face id).
+    #[arg(long, default_value = "../shared/models/minilm-l6-2d")]
+    model: String,
+    /// Data set folder (BEIR or MS MARCO files).
+    #[arg(long, default_value = "../shared/datasets/scifact")]
+    dataset: PathBuf,
+    /// Split whose judgements are evaluated (BEIR).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Where the index lives (built if missing).
+    #[arg(long)]
+    index_dir: Option<PathBuf>,
+    /// Also calibrate adaptive stopping on this split (BEIR) and evaluate it.
+    #[arg(long)]
+    calibrate_on: Option<String>,
+    /// Target share of the full cascade's nDCG@10 for calibration.
+    #[arg(long, default_value_t = 0.99)]
+    target: f64,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct ProfileRow {
+    profile: String,
+    plan: String,
+    ndcg_at_10: f64,
+    overlap_with_exact: f64,
+    search: Latency,
+    end_to_end: Latency,
+    encode: Latency,
+    stopped_early_share: f64,
+}
+
+pub fn quality(args: &QualityArgs) -> Result<()> {
+    let data = DataSet::detect(&args.dataset)?;
+    let name = args.dataset.file_name().map_or("data".into(), |n| n.to_string_lossy().into_owned());
+    let dir = args.index_dir.clone().unwrap_or_else(|| PathBuf::from("target/bench-indexes").join(&name));
+    std::fs::create_dir_all(dir.parent().unwrap_or(Path::new(".")))?;
+    let (docs, total) = documents_of(&data)?;
+    let engine = build_or_open(&dir, &args.model, docs.into_iter().map(Ok), total)?;
+    let (queries, qrels) = data.judged_queries(&args.split)?;
+    eprintln!("{} documents, {} judged queries ({})", engine.index().snapshot().len(), queries.len(), args.split);
+    // Warm up every path once.
+    for profile in ["exact", "balanced", "fast"] {
+        run_queries(&engine, &queries, &SearchRequest::text("").with_profile(profile).with_k(10))?;
+    }
+    let mut rows = Vec::new();
+    let (exact_runs, _) = run_queries(&engine, &queries, &SearchRequest::text("").with_profile("exact").with_k(100))?;
+    let mut adaptive_rule = None;
+    if let Some(split) = &args.calibrate_on {
+        let (train, train_qrels) = data.judged_queries(split)?;
+        let pairs: Vec<(String, String)> = train.iter().map(|q| (q.id.clone(), q.text.clone())).collect();
+        let rule = engine.calibrate("balanced", &pairs, &train_qrels, args.target)?;
+        eprintln!("calibrated balanced on {} {split} queries", rule.queries);
+        adaptive_rule = Some(rule);
+    }
+    let mut variants: Vec<(String, SearchRequest)> = ["exact", "balanced", "fast"]
+        .iter()
+        .map(|p| {
+            (
+                p.to_string(),
+                SearchRequest { adaptive: Some(false), ..SearchRequest::text("").with_profile(p).with_k(100) },
+            )
+        })
+        .collect();
+    if adaptive_rule.is_some() {
+        variants.push((
+            "balanced + adaptive".into(),
+            SearchRequest { adaptive: Some(true), ..SearchRequest::text("").with_profile("balanced").with_k(100) },
+        ));
+    }
+    for (label, request) in variants {
+        let plan = engine.plan_for(&request)?;
+        let (runs, responses) = run_queries(&engine, &queries, &request)?;
+        let ndcg = mean_over_judged(&runs, &qrels, |r, q| ndcg_at(r, q, 10));
+        rows.push(ProfileRow {
+            profile: label,
+            plan: plan.to_string(),
+            ndcg_at_10: ndcg,
+            overlap_with_exact: overlap_at_10(&runs, &exact_runs),
+            search: latency(&responses, search_ms),
+            end_to_end: latency(&responses, |r| r.timings.total_ms),
+            encode: latency(&responses, |r| r.timings.encode_ms),
+            stopped_early_share: responses.iter().filter(|r| r.stopped_early).count() as f64
+                / responses.len().max(1) as f64,
+        });
+        if let (Some(rule), true) = (&adaptive_rule, request.adaptive == Some(true)) {
+            print_adaptive(rule, &responses, &rows);
+        }
+    }
+    println!(
+        "\n### {name}: profiles against the exhaustive search ({} queries, {} split)\n",
+        queries.len(),
+        args.split
+    );
+    println!(
+        "| profile | nDCG@10 | × exact | top-10 overlap with exact | search p50 ms | end-to-end p50 ms | encode p50 ms | plan |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    let exact = rows[0].ndcg_at_10;
+    for r in &rows {
+        println!(
+            "| {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | `{}` |",
+            r.profile,
+            r.ndcg_at_10,
+            r.ndcg_at_10 / exact,
+            r.overlap_with_exact,
+            r.search.p50_ms,
+            r.end_to_end.p50_ms,
+            r.encode.p50_ms,
+            r.plan
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(())
+}
+
+fn print_adaptive(
+    rule: &barista_engine::search::adaptive::StopRule,
+    responses: &[SearchResponse],
+    rows: &[ProfileRow],
+) {
+    let stages = rule.plan.stages.len();
+    let mut stopped = vec![0usize; stages];
+    for r in responses {
+        stopped[r.stages.len() - 1] += 1;
+    }
+    let full_encode = rows.iter().find(|r| r.profile == "balanced").map_or(0.0, |r| r.encode.mean_ms);
+    let encode: f64 = responses.iter().map(|r| r.timings.encode_ms).sum::<f64>() / responses.len().max(1) as f64;
+    println!(
+        "\n### Adaptive stopping (balanced, calibrated on {} training queries, target {:.2})\n",
+        rule.queries, rule.target
+    );
+    println!("thresholds (top-10 overlap with the previous stage): {:?}", rule.thresholds);
+    println!(
+        "training: nDCG@10 {:.4} vs full cascade {:.4}, mean layers {:.2}\n",
+        rule.ndcg, rule.full_ndcg, rule.mean_layers
+    );
+    println!("| stopped after stage | rung | share of test queries |");
+    println!("| ---: | --- | ---: |");
+    for (i, s) in rule.plan.stages.iter().enumerate() {
+        println!("| {} | {} | {:.3} |", i, s.rung, stopped[i] as f64 / responses.len().max(1) as f64);
+    }
+    println!(
+        "\nmean encode time {encode:.3} ms vs {full_encode:.3} ms without stopping ({:.1}% saved)",
+        100.0 * (1.0 - encode / full_encode.max(1e-9))
+    );
+}
+
+/// Arguments of `barista-bench frontier`.
+#[derive(clap::Args)]
+pub struct FrontierArgs {
+    /// Model folder (or Hugging Face id).
+    #[arg(long, default_value = "../shared/models/minilm-l6-2d")]
+    model: String,
+    /// BEIR SciFact folder: its abstracts plus every sentence of every abstract are indexed.
+    #[arg(long, default_value = "../shared/datasets/scifact")]
+    dataset: PathBuf,
+    /// Where the index lives (built if missing).
+    #[arg(long, default_value = "target/bench-indexes/scifact-sentences")]
+    index_dir: PathBuf,
+    /// Where to write the plot (SVG).
+    #[arg(long, default_value = "bench/results/frontier.svg")]
+    plot: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Timed repetitions of the query set per plan.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Run only this plan (and exact), printing its per-stage times.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// Splits an abstract into sentences (at ". ", "? ", "! " followed by an upper-case letter or
+/// a digit): simple, and right for scientific prose.
+pub fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for w in 0..chars.len().saturating_sub(2) {
+        let (i, c) = chars[w];
+        if matches!(c, '.' | '?' | '!')
+            && chars[w + 1].1 == ' '
+            && (chars[w + 2].1.is_uppercase() || chars[w + 2].1.is_ascii_digit())
+        {
+            let s = text[start..=i].trim();
+            if !s.is_empty() {
+                out.push(s.to_string());
+            }
+            start = chars[w + 2].0;
+        }
+    }
+    let rest = text[start..].trim();
+    if !rest.is_empty() {
+        out.push(rest.to_string());
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct FrontierRow {
+    label: String,
+    plan: String,
+    overlap_with_exact: f64,
+    search: Latency,
+    end_to_end: Latency,
+}
+
+pub fn frontier(args: &FrontierArgs) -> Result<()> {
+    let data = DataSet::detect(&args.dataset)?;
+    let (abstracts, _) = documents_of(&data)?;
+    let mut docs = Vec::new();
+    for d in &abstracts {
+        docs.push(d.clone());
+        for (i, s) in sentences(&d.text).into_iter().enumerate() {
+            docs.push(Document { id: format!("{}#{i}", d.id), text: s, title: None, metadata: None });
+        }
+    }
+    std::fs::create_dir_all(args.index_dir.parent().unwrap_or(Path::new(".")))?;
+    let total = docs.len();
+    let engine = build_or_open(&args.index_dir, &args.model, docs.into_iter().map(Ok), total)?;
+    let (queries, _) = data.judged_queries("test")?;
+    let n = engine.index().snapshot().len();
+    eprintln!("{n} passages, {} test queries", queries.len());
+    let shape = engine.shape();
+    let r = |l: usize, d: usize| Rung::new(l, d);
+    let largest = *shape.rungs.last().unwrap_or(&r(6, 384));
+    let graph = shape.graph_rung;
+    let mut plans: Vec<(String, StagePlan)> = Vec::new();
+    for name in ["exact", "balanced", "fast"] {
+        plans.push((name.to_string(), StagePlan::profile(name, &shape, 10)?));
+    }
+    let parse = |s: &str| StagePlan::parse(s).map_err(anyhow::Error::msg);
+    let sweep = [
+        "1,32:3000:scan 6,384:10",
+        "1,32:10000:scan 2,64:4000 3,96:2000 4,128:600 5,256:150 6,384:10",
+        "2,64:8000:scan 3,96:3000 4,128:1000 5,256:250 6,384:10",
+        "2,64:10000:scan 3,96:4000 4,128:1500 5,256:400 6,384:10",
+        "2,64:3000:scan 6,384:10",
+        "2,64:5000:scan 3,96:2000 4,128:600 5,256:150 6,384:10",
+        "3,96:1000:scan 6,384:10",
+        "3,96:3000:scan 6,384:10",
+        "3,96:1000:scan 4,128:300 5,256:60 6,384:10",
+        "3,96:2000:scan 4,128:600 5,256:150 6,384:10",
+        "3,96:6000:scan 4,128:2000 5,256:400 6,384:10",
+        "4,128:1000:scan 5,256:200 6,384:10",
+        "4,128:3000:scan 5,256:500 6,384:10",
+        "5,256:1000:scan 6,384:10",
+    ];
+    for s in sweep {
+        let plan = parse(s)?;
+        if plan.validate(&shape).is_ok() {
+            plans.push((s.to_string(), plan));
+        }
+    }
+    for keep in [1000, 3000] {
+        let s = format!(
+            "{},{}:{keep}:graph={} 4,128:{} 5,256:{} {},{}:10",
+            graph.layer,
+            graph.dim,
+            keep,
+            keep / 3,
+            keep / 10,
+            largest.layer,
+            largest.dim
+        );
+        if let Ok(plan) = parse(&s)
+            && plan.validate(&shape).is_ok()
+        {
+            plans.push((format!("graph {s}"), plan));
+        }
+    }
+    if let Some(only) = &args.only {
+        plans.retain(|(label, p)| label == "exact" || label == only || p.to_string() == *only);
+        if plans.len() == 1 {
+            plans.push((only.clone(), parse(only)?));
+        }
+    } else if plans.len() < 4 {
+        bail!("the index's rungs do not fit the sweep");
+    }
+    let request = |plan: &StagePlan| SearchRequest {
+        stages: Some(plan.stages.clone()),
+        adaptive: Some(false),
+        ..SearchRequest::text("").with_k(10)
+    };
+    let (exact_runs, _) = run_queries(
+        &engine,
+        &queries,
+        &SearchRequest { adaptive: Some(false), ..SearchRequest::text("").with_profile("exact").with_k(10) },
+    )?;
+    let mut rows = Vec::new();
+    for (label, plan) in &plans {
+        run_queries(&engine, &queries, &request(plan))?; // warm-up
+        let mut all = Vec::new();
+        let mut runs = BTreeMap::new();
+        for _ in 0..args.repeat.max(1) {
+            let (r, responses) = run_queries(&engine, &queries, &request(plan))?;
+            runs = r;
+            all.extend(responses);
+        }
+        if args.only.is_some() {
+            let stages = all[0].stages.len();
+            for i in 0..stages {
+                let mean = |f: &dyn Fn(&barista_engine::search::request::StageReport) -> f64| {
+                    all.iter().filter_map(|r| r.stages.get(i)).map(f).sum::<f64>() / all.len() as f64
+                };
+                eprintln!(
+                    "{label}: stage {i} {} {}: search {:.3} ms, encode {:.3} ms, {:.0} → {:.0}",
+                    all[0].stages[i].method,
+                    all[0].stages[i].rung,
+                    mean(&|s| s.search_ms),
+                    mean(&|s| s.encode_ms),
+                    mean(&|s| s.candidates as f64),
+                    mean(&|s| s.kept as f64)
+                );
+            }
+        }
+        rows.push(FrontierRow {
+            label: label.clone(),
+            plan: plan.to_string(),
+            overlap_with_exact: overlap_at_10(&runs, &exact_runs),
+            search: latency(&all, search_ms),
+            end_to_end: latency(&all, |r| r.timings.total_ms),
+        });
+    }
+    let exact_search = rows[0].search.p50_ms;
+    println!(
+        "\n### Quality/cost frontier: {n} SciFact passages (abstracts + sentences), {} test queries\n",
+        queries.len()
+    );
+    println!("| plan | top-10 overlap with exact | search p50 ms | search / exact | end-to-end p50 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for r in &rows {
+        println!(
+            "| {} (`{}`) | {:.3} | {:.3} | {:.2} | {:.3} |",
+            r.label,
+            r.plan,
+            r.overlap_with_exact,
+            r.search.p50_ms,
+            r.search.p50_ms / exact_search,
+            r.end_to_end.p50_ms
+        );
+    }
+    plot(&args.plot, &rows, n)?;
+    eprintln!("plot written to {}", args.plot.display());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(())
+}
+
+fn plot(path: &Path, rows: &[FrontierRow], n: u64) -> Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_x = rows.iter().map(|r| r.search.p50_ms).fold(0.0, f64::max) * 1.1;
+    let min_y = rows.iter().map(|r| r.overlap_with_exact).fold(1.0, f64::min).min(0.8) - 0.02;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Quality vs search time, {n} SciFact passages"), ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_x, min_y..1.005)?;
+    chart
+        .configure_mesh()
+        .x_desc("search time p50 (ms, graph + scan + rescoring)")
+        .y_desc("top-10 overlap with exact")
+        .draw()?;
+    for r in rows {
+        let color = if r.label == "exact" {
+            RED
+        } else if r.label == "balanced" || r.label == "fast" {
+            BLUE
+        } else if r.label.starts_with("graph") {
+            GREEN
+        } else {
+            BLACK
+        };
+        chart.draw_series(std::iter::once(Circle::new((r.search.p50_ms, r.overlap_with_exact), 5, color.filled())))?;
+        let short: String = r.label.chars().take(28).collect();
+        chart.draw_series(std::iter::once(Text::new(
+            short,
+            (r.search.p50_ms, r.overlap_with_exact),
+            ("sans-serif", 11),
+        )))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_scientific_prose_into_sentences() {
+        let s = sentences(
+            "Vitamin D matters. It was measured in 5.3% of cases. 20 patients improved! Why? e.g. this stays.",
+        );
+        assert_eq!(
+            s,
+            vec![
+                "Vitamin D matters.",
+                "It was measured in 5.3% of cases.",
+                "20 patients improved!",
+                "Why? e.g. this stays."
+            ]
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! MS MARCO passage files: `collection.tsv` (`pid<TAB>passage`), `queries.*.tsv`
+//! (`qid<TAB>query`) and TREC qrels (`qid 0 pid grade`, tab- or space-separated).
+//!
+//! The real collection contains mojibake and stray control characters; lines are read as bytes
+//! and decoded lossily, so a bad byte never stops a 8.8M-line read.
+
+use crate::beir::{Qrels, Query};
+use crate::{Document, Error, Result};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>> + use<>> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let path: PathBuf = path.to_path_buf();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut number = 0;
+    Ok(std::iter::from_fn(move || {
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            number += 1;
+            match reader.read_until(b'\n', &mut buffer) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(source) => return Some(Err(Error::Io { path: path.clone(), source })),
+            }
+            let mut line = String::from_utf8_lossy(&buffer).into_owned();
+            if number == 1 {
+                line = line.trim_start_matches('\u{feff}').to_string();
+            }
+            let trimmed = line.trim_end_matches(['\n', '\r']);
+            if trimmed.trim().is_empty() {
+                continue;
+            }
+            return Some(Ok((number, trimmed.to_string())));
+        }
+    }))
+}
+
+fn two_fields(path: &Path, number: usize, line: &str, what: &str) -> Result<(String, String)> {
+    match line.split_once('\t') {
+        Some((id, text)) if !id.trim().is_empty() => Ok((id.trim().to_string(), text.to_string())),
+        _ => Err(Error::Malformed { path: path.to_path_buf(), line: number, message: format!("expected {what}") }),
+    }
+}
+
+/// Streams `collection.tsv` as documents (no titles).
+pub fn read_collection(path: &Path) -> Result<impl Iterator<Item = Result<Document>> + use<>> {
+    let owned = path.to_path_buf();
+    Ok(lines(path)?.map(move |line| {
+        let (number, line) = line?;
+        let (id, text) = two_fields(&owned, number, &line, "pid<TAB>passage")?;
+        Ok(Document { id, title: String::new(), text })
+    }))
+}
+
+/// Reads a queries TSV.
+pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
+    lines(path)?
+        .map(|line| {
+            let (number, line) = line?;
+            let (id, text) = two_fields(path, number, &line, "qid<TAB>query")?;
+            Ok(Query { id, text })
+        })
+        .collect()
+}
+
+/// Reads TREC qrels (`qid iteration docid grade`).
+pub fn read_qrels(path: &Path) -> Result<Qrels> {
+    let mut qrels = Qrels::new();
+    for line in lines(path)? {
+        let (number, line) = line?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let malformed = |message: String| Error::Malformed { path: path.to_path_buf(), line: number, message };
+        let [query, _, doc, grade] = fields[..] else {
+            return Err(malformed(format!("expected 4 fields (qid 0 docid grade), found {}", fields.len())));
+        };
+        let grade: i32 = grade.parse().map_err(|_| malformed(format!("the grade {grade:?} is not an integer")))?;
+        qrels.entry(query.to_string()).or_default().insert(doc.to_string(), grade);
+    }
+    Ok(qrels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_three_files_and_tolerates_mojibake() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("collection.tsv");
+        std::fs::write(&c, b"1\tpassage \xe2\x80 one\r\n\n2\ttwo\n3 no tab\n").unwrap();
+        let docs: Vec<_> = read_collection(&c).unwrap().collect();
+        assert!(docs[0].as_ref().unwrap().text.starts_with("passage"));
+        assert_eq!(docs[1].as_ref().unwrap().id, "2");
+        assert!(docs[2].as_ref().unwrap_err().to_string().contains("collection.tsv:4"));
+        let q = dir.path().join("queries.tsv");
+        std::fs::write(&q, "19335\tanthropological definition of environment\n").unwrap();
+        assert_eq!(read_queries(&q).unwrap()[0].id, "19335");
+        let r = dir.path().join("qrels.tsv");
+        std::fs::write(&r, "19335\t0\t1720389\t1\n19335 0 1729 2\n").unwrap();
+        assert_eq!(read_qrels(&r).unwrap()["19335"]["1729"], 2);
+        std::fs::write(&r, "19335 0 1729\n").unwrap();
+        assert!(read_qrels(&r).is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! Stage plans: which rungs a query climbs through, how many candidates each stage keeps, and
+//! how the first stage finds its shortlist.
+
+use crate::error::{Error, Result};
+use barista_index::Rung;
+use serde::{Deserialize, Serialize};
+
+/// How the first stage finds its candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "method")]
+pub enum Shortlist {
+    /// The HNSW graph (on the index's graph rung), with this candidate list size.
+    Graph {
+        /// HNSW `ef` (at least the number of candidates kept).
+        ef: usize,
+    },
+    /// An exhaustive scan of the rung (split over the query threads).
+    Scan,
+}
+
+/// One stage of a cascade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// The rung this stage scores at.
+    pub rung: Rung,
+    /// Candidates kept after this stage (the last stage keeps the request's `k`).
+    pub keep: usize,
+    /// For the first stage: how candidates are found (default: the graph when the rung is the
+    /// graph rung and the index is large, else a scan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortlist: Option<Shortlist>,
+}
+
+/// What a plan is checked against.
+#[derive(Clone, Debug)]
+pub struct IndexShape {
+    /// Stored rungs, smallest first.
+    pub rungs: Vec<Rung>,
+    /// The rung the HNSW graph is built on.
+    pub graph_rung: Rung,
+    /// Live documents.
+    pub docs: u64,
+}
+
+/// Named plans.
+pub const PROFILES: &[&str] = &["fast", "balanced", "exact"];
+
+/// Below this many documents, an exhaustive scan of a small rung beats the HNSW graph at the
+/// generous shortlists 2D cascades need (measured: see BENCHMARKS.md).
+pub const SCAN_BELOW_DOCS: u64 = 200_000;
+
+/// A plan: the stages in order. The last stage's `keep` is the number of hits returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagePlan {
+    /// The stages, coarse to fine.
+    pub stages: Vec<Stage>,
+}
+
+impl StagePlan {
+    /// The named profile `name` for an index of this shape, returning `k` hits.
+    ///
+    /// - `exact`: an exhaustive scan at the largest rung — the quality reference.
+    /// - `balanced`: a generous shortlist at the coarse rung, then every larger rung in turn,
+    ///   keeping fewer candidates at each.
+    /// - `fast`: a smaller shortlist and fewer, sharper cuts.
+    pub fn profile(name: &str, shape: &IndexShape, k: usize) -> Result<StagePlan> {
+        let largest = *shape.rungs.last().ok_or_else(|| Error::InvalidRequest("the index stores no rungs".into()))?;
+        let k = k.max(1);
+        let start = shape.rungs.iter().position(|r| *r == shape.graph_rung).unwrap_or(0);
+        let climb = &shape.rungs[start..];
+        let shortlist = |keep: usize| {
+            if shape.docs >= SCAN_BELOW_DOCS { Shortlist::Graph { ef: keep } } else { Shortlist::Scan }
+        };
+        let stages = match name {
+            "exact" => vec![Stage { rung: largest, keep: k, shortlist: Some(Shortlist::Scan) }],
+            "balanced" | "fast" => {
+                let (first, ratio) = if name == "balanced" { (3000, 3) } else { (1000, 5) };
+                let mut keep = first.max(k);
+                let mut stages = Vec::new();
+                for (i, &rung) in climb.iter().enumerate() {
+                    let last = i + 1 == climb.len();
+                    let kept = if last { k } else { keep.max(k) };
+                    stages.push(Stage { rung, keep: kept, shortlist: (i == 0).then(|| shortlist(kept)) });
+                    keep /= ratio;
+                    if name == "fast" && !last && keep < 4 * k {
+                        // Jump straight to the largest rung.
+                        stages.push(Stage { rung: largest, keep: k, shortlist: None });
+                        break;
+                    }
+                }
+                if stages.len() == 1 && climb.len() == 1 {
+                    stages[0].keep = k;
+                }
+                stages
+            }
+            other => {
+                return Err(Error::InvalidRequest(format!(
+                    "unknown profile '{other}': choose one of {}",
+                    PROFILES.join(", ")
+                )));
+            }
+        };
+        let plan = StagePlan { stages };
+        plan.validate(shape)?;
+        Ok(plan)
+    }
+
+    /// Checks a plan (named or explicit) against the index.
+    pub fn validate(&self, shape: &IndexShape) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidRequest(m));
+        let Some(first) = self.stages.first() else { return bad("a plan needs at least one stage".into()) };
+        for (i, stage) in self.stages.iter().enumerate() {
+            if !shape.rungs.contains(&stage.rung) {
+                let stored: Vec<String> = shape.rungs.iter().map(Rung::to_string).collect();
+                return bad(format!(
+                    "stage {i} uses rung {}, which the index does not store ({})",
+                    stage.rung,
+                    stored.join(" ")
+                ));
+            }
+            if stage.keep == 0 {
+                return bad(format!("stage {i} keeps no candidates"));
+            }
+            if i > 0 && stage.shortlist.is_some() {
+                return bad(format!("only the first stage finds candidates; stage {i} rescores them"));
+            }
+        }
+        for (i, pair) in self.stages.windows(2).enumerate() {
+            let (a, b) = (pair[0], pair[1]);
+            if b.rung == a.rung || b.rung.layer < a.rung.layer || b.rung.dim < a.rung.dim {
+                return bad(format!(
+                    "stages must climb to larger rungs, but stage {} ({}) follows {}",
+                    i + 1,
+                    b.rung,
+                    a.rung
+                ));
+            }
+            if b.keep > a.keep {
+                return bad(format!("stage {} keeps {} candidates but receives only {}", i + 1, b.keep, a.keep));
+            }
+        }
+        if let Some(Shortlist::Graph { ef }) = first.shortlist {
+            if first.rung != shape.graph_rung {
+                return bad(format!(
+                    "the graph is built on rung {}, not {}: use a scan or start there",
+                    shape.graph_rung, first.rung
+                ));
+            }
+            if ef == 0 {
+                return bad("ef must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The first stage's shortlist method (with the default resolved).
+    pub fn shortlist(&self, shape: &IndexShape) -> Shortlist {
+        let first = &self.stages[0];
+        first.shortlist.unwrap_or(if first.rung == shape.graph_rung && shape.docs >= SCAN_BELOW_DOCS {
+            Shortlist::Graph { ef: first.keep }
+        } else {
+            Shortlist::Scan
+        })
+    }
+
+    /// Parses a plan written as `L,D:KEEP[:graph=EF|:scan] L,D:KEEP …`.
+    pub fn parse(text: &str) -> Result<StagePlan, String> {
+        let mut stages = Vec::new();
+        for (i, part) in text.split_whitespace().enumerate() {
+            let mut fields = part.split(':');
+            let rung: Rung = fields.next().unwrap_or_default().parse()?;
+            let keep = fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| format!("stage '{part}': write LAYER,DIM:KEEP, for example 3,96:3000"))?;
+            let shortlist = match fields.next() {
+                None => None,
+                Some("scan") => Some(Shortlist::Scan),
+                Some(g) if g.starts_with("graph=") => {
+                    let ef =
+                        g["graph=".len()..].parse().map_err(|_| format!("stage '{part}': graph=EF needs a number"))?;
+                    Some(Shortlist::Graph { ef })
+                }
+                Some(other) => {
+                    return Err(format!("stage '{part}': unknown shortlist '{other}' (use scan or graph=EF)"));
+                }
+            };
+            if i > 0 && shortlist.is_some() {
+                return Err(format!("stage '{part}': only the first stage can have a shortlist method"));
+            }
+            stages.push(Stage { rung, keep, shortlist });
+        }
+        if stages.is_empty() {
+            return Err("an empty plan".into());
+        }
+        Ok(StagePlan { stages })
+    }
+}
+
+impl std::fmt::Display for StagePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.stages.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{},{}:{}", s.rung.layer, s.rung.dim, s.keep)?;
+            match s.shortlist {
+                Some(Shortlist::Scan) => f.write_str(":scan")?,
+                Some(Shortlist::Graph { ef }) => write!(f, ":graph={ef}")?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(docs: u64) -> IndexShape {
+        IndexShape {
+            rungs: [(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)].iter().map(|&r| r.into()).collect(),
+            graph_rung: Rung::new(3, 96),
+            docs,
+        }
+    }
+
+    #[test]
+    fn profiles_climb_every_rung_from_the_graph_rung() {
+        let b = StagePlan::profile("balanced", &shape(50_000), 10).unwrap();
+        let rungs: Vec<String> = b.stages.iter().map(|s| s.rung.to_string()).collect();
+        assert_eq!(rungs, ["(3,96)", "(4,128)", "(5,256)", "(6,384)"]);
+        assert_eq!(b.stages[0].keep, 3000);
+        assert_eq!(b.stages.last().unwrap().keep, 10);
+        assert_eq!(b.shortlist(&shape(50_000)), Shortlist::Scan);
+        let big = StagePlan::profile("balanced", &shape(5_000_000), 10).unwrap();
+        assert_eq!(big.shortlist(&shape(5_000_000)), Shortlist::Graph { ef: 3000 });
+        let e = StagePlan::profile("exact", &shape(10), 7).unwrap();
+        assert_eq!(e.stages, vec![Stage { rung: Rung::new(6, 384), keep: 7, shortlist: Some(Shortlist::Scan) }]);
+        let f = StagePlan::profile("fast", &shape(50_000), 10).unwrap();
+        assert!(f.stages.len() < b.stages.len() + 1 && f.stages[0].keep < 3000);
+        assert!(StagePlan::profile("slow", &shape(1), 10).unwrap_err().to_string().contains("fast, balanced, exact"));
+    }
+
+    #[test]
+    fn explicit_plans_are_parsed_and_checked() {
+        let s = shape(1000);
+        let p = StagePlan::parse("3,96:2000:graph=4000 4,128:500 6,384:10").unwrap();
+        assert_eq!(p.stages[0].shortlist, Some(Shortlist::Graph { ef: 4000 }));
+        p.validate(&s).unwrap();
+        assert_eq!(StagePlan::parse(&p.to_string()).unwrap(), p);
+        for (plan, message) in [
+            ("3,96:100 2,64:10", "climb"),
+            ("3,96:100 4,128:200", "receives only"),
+            ("7,96:10", "does not store"),
+            ("2,64:10:graph=100", "graph is built on rung (3,96)"),
+            ("3,96:0", "keeps no candidates"),
+        ] {
+            let err = StagePlan::parse(plan).unwrap().validate(&s).unwrap_err().to_string();
+            assert!(err.contains(message), "{plan}: {err}");
+        }
+        assert!(StagePlan::parse("3,96").is_err());
+        assert!(StagePlan::parse("3,96:10 4,128:5:scan").is_err());
+        assert!(StagePlan::parse("").is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! The library API end to end: create, add, search with every profile, explicit plans and
+//! external vectors, update, delete, reopen, calibrate — on the shared model and SciFact.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
+use barista_engine::search::request::RungVector;
+use barista_engine::{CreateOptions, Document, Engine, OpenOptions, Rung, SearchRequest, Shortlist, Stage, TextKind};
+use barista_tests::{model_arg, shared};
+use std::collections::BTreeMap;
+
+/// The first `n` SciFact documents.
+fn scifact(n: usize) -> Vec<Document> {
+    let path = shared("datasets/scifact/corpus.jsonl");
+    barista_datasets_lines(&path)
+        .into_iter()
+        .take(n)
+        .map(|v| Document {
+            id: v["_id"].as_str().unwrap().to_string(),
+            text: v["text"].as_str().unwrap().to_string(),
+            title: v["title"].as_str().map(str::to_string),
+            metadata: Some(serde_json::json!({"source": "scifact"})),
+        })
+        .collect()
+}
+
+fn barista_datasets_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn engine(dir: &std::path::Path, docs: &[Document]) -> Engine {
+    let e = Engine::create(dir, &CreateOptions::new(model_arg())).unwrap();
+    e.add(docs).unwrap();
+    e
+}
+
+fn ids(response: &barista_engine::SearchResponse) -> Vec<String> {
+    response.hits.iter().map(|h| h.id.clone()).collect()
+}
+
+#[test]
+fn profiles_search_and_exact_is_the_true_ranking() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = scifact(300);
+    let e = engine(dir.path(), &docs);
+    let query = "vitamin D deficiency and depression";
+    // Ground truth from the encoder alone: cosine at the largest rung over all documents.
+    let largest = *e.encoder().profile().rungs.last().unwrap();
+    let passages: Vec<String> = docs.iter().map(Document::passage).collect();
+    let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
+    let doc_vectors = e.encoder().encode(&refs, TextKind::Passage, &[largest]).unwrap();
+    let q = e.encoder().encode(&[query], TextKind::Query, &[largest]).unwrap();
+    let mut truth: Vec<(f32, &str)> = (0..docs.len())
+        .map(|i| (doc_vectors.vector(i, 0).iter().zip(q.vector(0, 0)).map(|(a, b)| a * b).sum(), docs[i].id.as_str()))
+        .collect();
+    truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let exact = e.search(&SearchRequest::text(query).with_profile("exact").with_k(10)).unwrap();
+    let want: Vec<String> = truth[..10].iter().map(|t| t.1.to_string()).collect();
+    // f16 storage may swap near-ties; the sets must agree and the top hit too.
+    let got = ids(&exact);
+    assert_eq!(got[0], want[0]);
+    assert!(got.iter().filter(|id| want.contains(id)).count() >= 9, "{got:?} vs {want:?}");
+    assert_eq!(exact.stages.len(), 1);
+    assert_eq!(exact.stages[0].rung, largest);
+    for h in &exact.hits {
+        assert_eq!(h.rung, largest);
+        assert!(h.text.is_none() && h.metadata.is_none(), "fields only when asked for");
+    }
+    // The cascades climb the ladder and agree with exact at the top on this small set.
+    for profile in ["balanced", "fast"] {
+        let r = e.search(&SearchRequest::text(query).with_profile(profile).with_k(10)).unwrap();
+        assert_eq!(r.hits.len(), 10);
+        assert!(r.stages.len() >= 2, "{profile} climbs");
+        assert!(r.stages.windows(2).all(|w| w[1].rung.layer >= w[0].rung.layer && w[1].kept <= w[0].kept));
+        assert_eq!(r.hits[0].id, exact.hits[0].id, "{profile}");
+        assert!(r.timings.total_ms > 0.0 && r.timings.encode_ms > 0.0);
+    }
+    // Stored fields on request.
+    let mut request = SearchRequest::text(query).with_k(3);
+    request.include_text = true;
+    request.include_metadata = true;
+    let r = e.search(&request).unwrap();
+    let first = docs.iter().find(|d| d.id == r.hits[0].id).unwrap();
+    assert_eq!(r.hits[0].text.as_deref(), Some(first.text.as_str()));
+    assert_eq!(r.hits[0].metadata.as_ref().unwrap()["source"], "scifact");
+    assert_eq!(r.hits[0].metadata.as_ref().unwrap()["title"], first.title.clone().unwrap().as_str());
+}
+
+#[test]
+fn explicit_plans_and_external_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), &scifact(300));
+    let query = "how does the immune system respond to infection";
+    let stages = vec![
+        Stage { rung: Rung::new(3, 96), keep: 100, shortlist: Some(Shortlist::Graph { ef: 200 }) },
+        Stage { rung: Rung::new(5, 256), keep: 30, shortlist: None },
+        Stage { rung: Rung::new(6, 384), keep: 999, shortlist: None },
+    ];
+    let request = SearchRequest { stages: Some(stages.clone()), ..SearchRequest::text(query).with_k(5) };
+    let r = e.search(&request).unwrap();
+    assert_eq!(r.stages.iter().map(|s| s.method.as_str()).collect::<Vec<_>>(), ["graph", "rescore", "rescore"]);
+    assert_eq!(r.stages.iter().map(|s| s.kept).collect::<Vec<_>>(), [100, 30, 5], "the last stage keeps k");
+    // The same plan fed with vectors from the encoder gives the same hits.
+    let rungs = [Rung::new(3, 96), Rung::new(5, 256), Rung::new(6, 384)];
+    let v = e.encoder().encode(&[query], TextKind::Query, &rungs).unwrap();
+    let vectors: Vec<RungVector> = rungs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RungVector { layer: r.layer, dim: r.dim, vector: v.vector(0, i).to_vec() })
+        .collect();
+    let by_vectors = SearchRequest { query: None, vectors: Some(vectors.clone()), ..request.clone() };
+    let r2 = e.search(&by_vectors).unwrap();
+    assert_eq!(ids(&r2), ids(&r));
+    assert_eq!(r2.timings.encode_ms, 0.0);
+    // A larger vector of the same layer serves a smaller rung (truncated, renormalised).
+    let full_layers: Vec<RungVector> = [3usize, 5, 6]
+        .iter()
+        .map(|&l| {
+            let full = e.encoder().encode(&[query], TextKind::Query, &[Rung::new(l, 384)]).unwrap();
+            let mut raw = e.encoder().query(query).unwrap();
+            raw.advance_to(l).unwrap();
+            let _ = full;
+            RungVector { layer: l, dim: 384, vector: raw.pooled(l).unwrap().to_vec() }
+        })
+        .collect();
+    let r3 = e.search(&SearchRequest { vectors: Some(full_layers), ..by_vectors.clone() }).unwrap();
+    assert_eq!(ids(&r3), ids(&r));
+}
+
+#[test]
+fn bad_requests_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), &scifact(50));
+    let base = SearchRequest::text("query");
+    let cases: Vec<(SearchRequest, &str)> = vec![
+        (base.clone().with_k(0), "k must be between"),
+        (base.clone().with_k(1_000_000), "k must be between"),
+        (base.clone().with_profile("turbo"), "unknown profile"),
+        (SearchRequest { query: Some("  ".into()), ..base.clone() }, "empty"),
+        (SearchRequest { query: None, ..base.clone() }, "needs `query`"),
+        (
+            SearchRequest {
+                vectors: Some(vec![RungVector { layer: 6, dim: 384, vector: vec![0.1; 384] }]),
+                ..base.clone()
+            },
+            "either `query` or `vectors`",
+        ),
+        (
+            SearchRequest {
+                query: None,
+                vectors: Some(vec![RungVector { layer: 6, dim: 384, vector: vec![0.1; 3] }]),
+                ..base.clone()
+            },
+            "has 3 values",
+        ),
+        (
+            SearchRequest {
+                query: None,
+                vectors: Some(vec![RungVector { layer: 6, dim: 2, vector: vec![f32::NAN, 1.0] }]),
+                ..base.clone()
+            },
+            "NaN",
+        ),
+        (
+            SearchRequest {
+                query: None,
+                vectors: Some(vec![RungVector { layer: 6, dim: 384, vector: vec![0.1; 384] }]),
+                ..base.clone()
+            },
+            "needs a query vector at rung (3,96)",
+        ),
+        (
+            SearchRequest {
+                stages: Some(vec![
+                    Stage { rung: Rung::new(6, 384), keep: 5, shortlist: None },
+                    Stage { rung: Rung::new(3, 96), keep: 5, shortlist: None },
+                ]),
+                ..base.clone()
+            },
+            "climb",
+        ),
+        (SearchRequest { adaptive: Some(true), ..base.clone() }, "calibrated"),
+    ];
+    for (request, message) in cases {
+        let err = e.search(&request).unwrap_err().to_string();
+        assert!(err.contains(message), "expected {message:?}, got {err}");
+    }
+}
+
+#[test]
+fn updates_deletes_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = scifact(60);
+    let e = engine(dir.path(), &docs);
+    let target = &docs[7];
+    let hit_ids =
+        |e: &Engine, q: &str| ids(&e.search(&SearchRequest::text(q).with_profile("exact").with_k(3)).unwrap());
+    assert_eq!(hit_ids(&e, &target.passage())[0], target.id, "a document finds itself");
+    // Update: new text, same id.
+    let updated = Document {
+        text: "Bananas are rich in potassium and grow in tropical climates.".into(),
+        title: None,
+        ..target.clone()
+    };
+    let report = e.add(std::slice::from_ref(&updated)).unwrap();
+    assert_eq!((report.added, report.deleted, report.live), (1, 1, 60));
+    assert_eq!(e.get(&target.id).unwrap().unwrap().text, updated.text);
+    assert_eq!(hit_ids(&e, "potassium in bananas")[0], target.id);
+    // Delete.
+    let report = e.delete(&[target.id.as_str(), "no-such-id"]).unwrap();
+    assert_eq!((report.deleted, report.live), (1, 59));
+    assert!(e.get(&target.id).unwrap().is_none());
+    assert!(!hit_ids(&e, "potassium in bananas").contains(&target.id));
+    // Reopen: same answers.
+    let before = e.search(&SearchRequest::text("cancer treatment").with_k(10)).unwrap();
+    drop(e);
+    let reopened = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
+    let after = reopened.search(&SearchRequest::text("cancer treatment").with_k(10)).unwrap();
+    assert_eq!(ids(&before), ids(&after));
+    assert_eq!(
+        before.hits.iter().map(|h| h.score).collect::<Vec<_>>(),
+        after.hits.iter().map(|h| h.score).collect::<Vec<_>>()
+    );
+    // Invalid documents change nothing.
+    let bad = Document { id: String::new(), text: "x".into(), title: None, metadata: None };
+    assert!(reopened.add(&[docs[0].clone(), bad]).is_err());
+    let not_object = Document { metadata: Some(serde_json::json!([1, 2])), ..docs[1].clone() };
+    assert!(reopened.add(&[not_object]).unwrap_err().to_string().contains("JSON object"));
+    assert_eq!(reopened.index().snapshot().len(), 59);
+}
+
+#[test]
+fn opening_with_another_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    engine(dir.path(), &scifact(5));
+    // A copy of the model with f32 weights: same architecture, different files.
+    let other = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "2d_matryoshka.json"] {
+        std::fs::copy(barista_tests::model_dir().join(f), other.path().join(f)).unwrap();
+    }
+    let tensors =
+        candle_core::safetensors::load(barista_tests::model_dir().join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let converted: std::collections::HashMap<String, candle_core::Tensor> =
+        tensors.into_iter().map(|(k, v)| (k, v.to_dtype(candle_core::DType::F32).unwrap())).collect();
+    candle_core::safetensors::save(&converted, other.path().join("model.safetensors")).unwrap();
+    let options = OpenOptions { model: Some(other.path().to_str().unwrap().to_string()), ..Default::default() };
+    let err = Engine::open(dir.path(), &options).unwrap_err().to_string();
+    assert!(err.contains("not the model the index") && err.contains("fingerprint"), "{err}");
+}
+
+#[test]
+fn calibration_is_stored_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = scifact(200);
+    let e = engine(dir.path(), &docs);
+    // Training queries: documents' titles, judged relevant to their document.
+    let queries: Vec<(String, String)> =
+        docs.iter().take(40).map(|d| (format!("q-{}", d.id), d.title.clone().unwrap())).collect();
+    let qrels: BTreeMap<String, BTreeMap<String, i32>> =
+        docs.iter().take(40).map(|d| (format!("q-{}", d.id), [(d.id.clone(), 1)].into_iter().collect())).collect();
+    let rule = e.calibrate("balanced", &queries, &qrels, 0.95).unwrap();
+    assert_eq!(rule.queries, 40);
+    assert!(rule.ndcg >= 0.95 * rule.full_ndcg - 1e-9);
+    assert_eq!(e.stop_rule("balanced"), Some(rule.clone()));
+    // Used by default once calibrated, and survives reopening.
+    let r = e.search(&SearchRequest::text(&docs[0].title.clone().unwrap())).unwrap();
+    assert!(r.stages.len() <= rule.plan.stages.len());
+    drop(e);
+    let reopened = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
+    assert_eq!(reopened.stop_rule("balanced"), Some(rule));
+    let off = SearchRequest { adaptive: Some(false), ..SearchRequest::text("anything") };
+    assert!(!reopened.search(&off).unwrap().stopped_early);
+    let empty: BTreeMap<String, BTreeMap<String, i32>> = BTreeMap::new();
+    assert!(reopened.calibrate("balanced", &queries, &empty, 0.99).unwrap_err().to_string().contains("judgements"));
+}
