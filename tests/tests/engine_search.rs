@@ -263,7 +263,7 @@ fn calibration_is_stored_and_used() {
     assert!(rule.ndcg >= 0.95 * rule.full_ndcg - 1e-9);
     assert_eq!(e.stop_rule("balanced"), Some(rule.clone()));
     // Used by default once calibrated, and survives reopening.
-    let r = e.search(&SearchRequest::text(&docs[0].title.clone().unwrap())).unwrap();
+    let r = e.search(&SearchRequest::text(docs[0].title.clone().unwrap())).unwrap();
     assert!(r.stages.len() <= rule.plan.stages.len());
     drop(e);
     let reopened = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
