@@ -25,10 +25,10 @@ fn bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Opens the index in `dir`, or builds it from `documents` with `model`.
+/// Opens the index in `dir`, or builds it from `documents` with `options`.
 pub fn build_or_open(
     dir: &Path,
-    model: &str,
+    options: &CreateOptions,
     documents: impl Iterator<Item = Result<Document>>,
     total: usize,
 ) -> Result<Engine> {
@@ -36,7 +36,7 @@ pub fn build_or_open(
         eprintln!("reusing the index in {}", dir.display());
         return Engine::open(dir, &OpenOptions::default()).with_context(|| format!("opening {}", dir.display()));
     }
-    let engine = Engine::create(dir, &CreateOptions::new(model)).context("creating the index")?;
+    let engine = Engine::create(dir, options).context("creating the index")?;
     let progress = bar(total as u64, "encoding");
     let mut batch = Vec::with_capacity(2048);
     for doc in documents {
@@ -154,7 +154,7 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
     let dir = args.index_dir.clone().unwrap_or_else(|| PathBuf::from("target/bench-indexes").join(&name));
     std::fs::create_dir_all(dir.parent().unwrap_or(Path::new(".")))?;
     let (docs, total) = documents_of(&data)?;
-    let engine = build_or_open(&dir, &args.model, docs.into_iter().map(Ok), total)?;
+    let engine = build_or_open(&dir, &CreateOptions::new(&args.model), docs.into_iter().map(Ok), total)?;
     let (queries, qrels) = data.judged_queries(&args.split)?;
     eprintln!("{} documents, {} judged queries ({})", engine.index().snapshot().len(), queries.len(), args.split);
     // Warm up every path once.
@@ -275,9 +275,12 @@ pub struct FrontierArgs {
     /// BEIR SciFact folder: its abstracts plus every sentence of every abstract are indexed.
     #[arg(long, default_value = "../shared/datasets/scifact")]
     dataset: PathBuf,
-    /// Where the index lives (built if missing).
-    #[arg(long, default_value = "target/bench-indexes/scifact-sentences")]
-    index_dir: PathBuf,
+    /// Where the index lives (built if missing; default: target/bench-indexes/scifact-sentences).
+    #[arg(long)]
+    index_dir: Option<PathBuf>,
+    /// The rung to build the HNSW graph on (default: the engine's default).
+    #[arg(long, value_name = "LAYER,DIM")]
+    graph_rung: Option<Rung>,
     /// Where to write the plot (SVG).
     #[arg(long, default_value = "bench/results/frontier.svg")]
     plot: PathBuf,
@@ -337,9 +340,15 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
             docs.push(Document { id: format!("{}#{i}", d.id), text: s, title: None, metadata: None });
         }
     }
-    std::fs::create_dir_all(args.index_dir.parent().unwrap_or(Path::new(".")))?;
+    let index_dir = args.index_dir.clone().unwrap_or_else(|| {
+        let suffix = args.graph_rung.map_or(String::new(), |r| format!("-graph-{}-{}", r.layer, r.dim));
+        PathBuf::from(format!("target/bench-indexes/scifact-sentences{suffix}"))
+    });
+    std::fs::create_dir_all(index_dir.parent().unwrap_or(Path::new(".")))?;
     let total = docs.len();
-    let engine = build_or_open(&args.index_dir, &args.model, docs.into_iter().map(Ok), total)?;
+    let mut options = CreateOptions::new(&args.model);
+    options.graph_rung = args.graph_rung;
+    let engine = build_or_open(&index_dir, &options, docs.into_iter().map(Ok), total)?;
     let (queries, _) = data.judged_queries("test")?;
     let n = engine.index().snapshot().len();
     eprintln!("{n} passages, {} test queries", queries.len());
@@ -374,21 +383,32 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
             plans.push((s.to_string(), plan));
         }
     }
-    for keep in [1000, 3000] {
-        let s = format!(
-            "{},{}:{keep}:graph={} 4,128:{} 5,256:{} {},{}:10",
+    // Graph shortlists at the graph rung, then straight to the largest rung or through the
+    // rungs in between.
+    for keep in [100, 200, 300, 500, 1000, 3000] {
+        let direct = format!("{},{}:{keep}:graph={keep} {},{}:10", graph.layer, graph.dim, largest.layer, largest.dim);
+        let between: Vec<String> = shape
+            .rungs
+            .iter()
+            .filter(|r| r.layer > graph.layer && **r != largest)
+            .enumerate()
+            .map(|(i, r)| format!("{},{}:{}", r.layer, r.dim, (keep / (3 * (i + 1))).max(10)))
+            .collect();
+        let climbing = format!(
+            "{},{}:{keep}:graph={keep} {} {},{}:10",
             graph.layer,
             graph.dim,
-            keep,
-            keep / 3,
-            keep / 10,
+            between.join(" "),
             largest.layer,
             largest.dim
         );
-        if let Ok(plan) = parse(&s)
-            && plan.validate(&shape).is_ok()
-        {
-            plans.push((format!("graph {s}"), plan));
+        for s in [direct, climbing] {
+            if let Ok(plan) = parse(&s)
+                && plan.validate(&shape).is_ok()
+                && !plans.iter().any(|(_, p)| *p == plan)
+            {
+                plans.push((format!("graph {s}"), plan));
+            }
         }
     }
     if let Some(only) = &args.only {

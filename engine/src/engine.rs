@@ -63,11 +63,16 @@ pub struct CreateOptions {
     pub model: String,
     /// How to load it (profile overrides, threads…).
     pub encoder: EncoderOptions,
-    /// Element type of the stored rung blocks (f16 halves the memory at no measured loss).
+    /// Element type of the largest rung's block, which final scores and the `exact` profile
+    /// use (f16: half of f32 at no measured loss).
     pub element: ElementType,
+    /// Element type of every smaller rung's block, which only shortlist and rescore (i8 with
+    /// per-dimension scales: a quarter of f32, same nDCG@10 on SciFact; see BENCHMARKS.md).
+    pub coarse_element: ElementType,
     /// Rungs to store (default: every rung of the profile).
     pub rungs: Option<Vec<Rung>>,
-    /// The rung the HNSW graph is built on (default: the middle of the ladder).
+    /// The rung the HNSW graph is built on (default: the second largest, strong enough that a
+    /// few hundred graph candidates hold the final top hits).
     pub graph_rung: Option<Rung>,
     /// HNSW links per node.
     pub max_connections: usize,
@@ -83,6 +88,7 @@ impl CreateOptions {
             model: model.into(),
             encoder: EncoderOptions::default(),
             element: ElementType::F16,
+            coarse_element: ElementType::I8,
             rungs: None,
             graph_rung: None,
             max_connections: graph.max_connections,
@@ -157,7 +163,7 @@ impl Engine {
         for r in &rungs {
             encoder.check_rung(*r)?;
         }
-        let graph_rung = options.graph_rung.unwrap_or(rungs[(rungs.len().saturating_sub(1)) / 2]);
+        let graph_rung = options.graph_rung.unwrap_or(rungs[rungs.len().saturating_sub(2)]);
         let graph = rungs.iter().position(|r| *r == graph_rung).ok_or_else(|| {
             Error::InvalidRequest(format!("the graph rung {graph_rung} is not among the stored rungs"))
         })?;
@@ -169,7 +175,14 @@ impl Engine {
         let config = IndexConfig {
             model: serde_json::to_string(&record).map_err(|e| Error::InvalidRequest(e.to_string()))?,
             profile: serde_json::to_string(&profile).map_err(|e| Error::InvalidRequest(e.to_string()))?,
-            rungs: rungs.iter().map(|&rung| StoredRung { rung, element: options.element }).collect(),
+            rungs: rungs
+                .iter()
+                .enumerate()
+                .map(|(i, &rung)| StoredRung {
+                    rung,
+                    element: if i + 1 == rungs.len() { options.element } else { options.coarse_element },
+                })
+                .collect(),
             graph: GraphParams {
                 rung: graph,
                 max_connections: options.max_connections,

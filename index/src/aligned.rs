@@ -19,6 +19,8 @@ pub unsafe trait Zeroable: Copy + 'static {}
 unsafe impl Zeroable for f32 {}
 // SAFETY: as above.
 unsafe impl Zeroable for u16 {}
+// SAFETY: as above.
+unsafe impl Zeroable for i8 {}
 // SAFETY: a transparent u16; zero bits are +0.0.
 unsafe impl Zeroable for half::f16 {}
 // SAFETY: a transparent u16; zero bits are +0.0.

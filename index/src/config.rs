@@ -31,6 +31,9 @@ pub enum ElementType {
     F32,
     /// IEEE half precision: half the bytes, scores within ~1e-3 of f32.
     F16,
+    /// Signed bytes with one f32 scale per dimension (symmetric, `x ≈ scale[j] · q`): a quarter
+    /// of f32, for the coarse rungs that only shortlist and rescore.
+    I8,
 }
 
 impl ElementType {
@@ -39,6 +42,7 @@ impl ElementType {
         match self {
             ElementType::F32 => 4,
             ElementType::F16 => 2,
+            ElementType::I8 => 1,
         }
     }
 }
@@ -48,6 +52,7 @@ impl fmt::Display for ElementType {
         f.write_str(match self {
             ElementType::F32 => "f32",
             ElementType::F16 => "f16",
+            ElementType::I8 => "i8",
         })
     }
 }
@@ -58,7 +63,8 @@ impl FromStr for ElementType {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Ok(ElementType::F32),
             "f16" => Ok(ElementType::F16),
-            other => Err(format!("unknown element type '{other}': expected f32 or f16")),
+            "i8" => Ok(ElementType::I8),
+            other => Err(format!("unknown element type '{other}': expected f32, f16 or i8")),
         }
     }
 }

@@ -10,29 +10,25 @@ use half::f16;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+/// Inner product of `q` with one row. The canonical order every path uses (single rows,
+/// batches, gathers): one accumulator over whole registers, the four-way horizontal sum, then
+/// the tail — so a document's score never depends on how it was reached.
 #[inline(always)]
 unsafe fn dot<S: Simd, E: Elem>(q: &[f32], row: &[E]) -> f32 {
     let n = q.len().min(row.len());
     let lanes = S::LANES;
-    let full = n / (4 * lanes) * (4 * lanes);
+    let full = n / lanes * lanes;
     // SAFETY: every load stays below `n`.
     unsafe {
-        let (mut a0, mut a1, mut a2, mut a3) = (S::zero(), S::zero(), S::zero(), S::zero());
-        let (qp, rp) = (q.as_ptr(), row.as_ptr());
+        let mut acc = S::zero();
         let mut i = 0;
         while i < full {
-            a0 = S::fma(S::load(qp.add(i)), E::load::<S>(rp.add(i)), a0);
-            a1 = S::fma(S::load(qp.add(i + lanes)), E::load::<S>(rp.add(i + lanes)), a1);
-            a2 = S::fma(S::load(qp.add(i + 2 * lanes)), E::load::<S>(rp.add(i + 2 * lanes)), a2);
-            a3 = S::fma(S::load(qp.add(i + 3 * lanes)), E::load::<S>(rp.add(i + 3 * lanes)), a3);
-            i += 4 * lanes;
-        }
-        while i + lanes <= n {
-            a0 = S::fma(S::load(qp.add(i)), E::load::<S>(rp.add(i)), a0);
+            acc = S::fma(S::load(q.as_ptr().add(i)), E::load::<S>(row.as_ptr().add(i)), acc);
             i += lanes;
         }
-        let mut sum = S::reduce_sum(S::add(S::add(a0, a1), S::add(a2, a3)));
-        for j in i..n {
+        let zero = S::zero();
+        let mut sum = S::reduce_sum4(acc, zero, zero, zero)[0];
+        for j in full..n {
             sum += q[j] * row[j].to_f32();
         }
         sum
@@ -40,11 +36,39 @@ unsafe fn dot<S: Simd, E: Elem>(q: &[f32], row: &[E]) -> f32 {
 }
 
 /// Inner products of `q` with consecutive rows of `dim` values: `out[i] = q · rows[i]`.
+/// Four rows at a time, so that the horizontal sums (the costly part for short rows) are shared.
 #[inline(always)]
 unsafe fn dot_rows<S: Simd, E: Elem>(q: &[f32], rows: &[E], dim: usize, out: &mut [f32]) {
-    for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim)) {
-        // SAFETY: forwarded.
-        *o = unsafe { dot::<S, E>(q, row) };
+    let lanes = S::LANES;
+    let n = out.len().min(rows.len() / dim.max(1));
+    let full = dim / lanes * lanes;
+    let mut r = 0;
+    // SAFETY: every load stays inside `q` (< full <= dim) and inside row `r + j` (< n).
+    unsafe {
+        while r + 4 <= n {
+            let base = rows.as_ptr().add(r * dim);
+            let (mut a0, mut a1, mut a2, mut a3) = (S::zero(), S::zero(), S::zero(), S::zero());
+            let mut i = 0;
+            while i < full {
+                let qv = S::load(q.as_ptr().add(i));
+                a0 = S::fma(qv, E::load::<S>(base.add(i)), a0);
+                a1 = S::fma(qv, E::load::<S>(base.add(dim + i)), a1);
+                a2 = S::fma(qv, E::load::<S>(base.add(2 * dim + i)), a2);
+                a3 = S::fma(qv, E::load::<S>(base.add(3 * dim + i)), a3);
+                i += lanes;
+            }
+            let mut sums = S::reduce_sum4(a0, a1, a2, a3);
+            for (row, sum) in sums.iter_mut().enumerate() {
+                for j in full..dim {
+                    *sum += q[j] * (*base.add(row * dim + j)).to_f32();
+                }
+            }
+            out[r..r + 4].copy_from_slice(&sums);
+            r += 4;
+        }
+        for (o, row) in out[r..n].iter_mut().zip(rows[r * dim..].chunks_exact(dim)) {
+            *o = dot::<S, E>(q, row);
+        }
     }
 }
 
@@ -139,6 +163,32 @@ macro_rules! kernel_set {
                 unsafe { dot_rows::<$simd, f16>(q, rows, dim, out) }
             }
             #[target_feature(enable = $features)]
+            unsafe fn dot_i8_tf(q: &[f32], r: &[i8]) -> f32 {
+                unsafe { dot::<$simd, i8>(q, r) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn rows_i8_tf(q: &[f32], rows: &[i8], dim: usize, out: &mut [f32]) {
+                unsafe { dot_rows::<$simd, i8>(q, rows, dim, out) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn gather_i8_tf(q: &[f32], data: &[i8], dim: usize, docs: &[u32], out: &mut [f32]) {
+                unsafe { dot_gather::<$simd, i8>(q, data, dim, docs, out) }
+            }
+            pub(super) fn dot_i8(q: &[f32], r: &[i8]) -> f32 {
+                // SAFETY: see above.
+                unsafe { dot_i8_tf(q, r) }
+            }
+            pub(super) fn rows_i8(q: &[f32], rows: &[i8], dim: usize, out: &mut [f32]) {
+                // SAFETY: see above.
+                unsafe { rows_i8_tf(q, rows, dim, out) }
+            }
+            /// # Safety
+            /// Every doc must index a whole row.
+            pub(super) unsafe fn gather_i8(q: &[f32], data: &[i8], dim: usize, docs: &[u32], out: &mut [f32]) {
+                // SAFETY: see above, and the caller's contract.
+                unsafe { gather_i8_tf(q, data, dim, docs, out) }
+            }
+            #[target_feature(enable = $features)]
             unsafe fn gather_f32_tf(q: &[f32], data: &[f32], dim: usize, docs: &[u32], out: &mut [f32]) {
                 unsafe { dot_gather::<$simd, f32>(q, data, dim, docs, out) }
             }
@@ -213,6 +263,20 @@ mod portable {
         // SAFETY: the caller's contract.
         unsafe { dot_gather::<Scalar, f32>(q, data, dim, docs, out) }
     }
+    pub(super) fn dot_i8(q: &[f32], r: &[i8]) -> f32 {
+        // SAFETY: as above.
+        unsafe { dot::<Scalar, i8>(q, r) }
+    }
+    pub(super) fn rows_i8(q: &[f32], rows: &[i8], dim: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { dot_rows::<Scalar, i8>(q, rows, dim, out) }
+    }
+    /// # Safety
+    /// Every doc must index a whole row.
+    pub(super) unsafe fn gather_i8(q: &[f32], data: &[i8], dim: usize, docs: &[u32], out: &mut [f32]) {
+        // SAFETY: the caller's contract.
+        unsafe { dot_gather::<Scalar, i8>(q, data, dim, docs, out) }
+    }
     /// # Safety
     /// Every doc must index a whole row.
     pub(super) unsafe fn gather_f16(q: &[f32], data: &[f16], dim: usize, docs: &[u32], out: &mut [f32]) {
@@ -236,6 +300,9 @@ pub struct Kernels {
     rows_f16: fn(&[f32], &[f16], usize, &mut [f32]),
     gather_f32: GatherFn<f32>,
     gather_f16: GatherFn<f16>,
+    dot_i8: fn(&[f32], &[i8]) -> f32,
+    rows_i8: fn(&[f32], &[i8], usize, &mut [f32]),
+    gather_i8: GatherFn<i8>,
 }
 
 /// Scores the rows `docs` of a block into `out` (unsafe: the rows must exist).
@@ -262,6 +329,9 @@ impl Kernels {
                 rows_f16: avx512::rows_f16,
                 gather_f32: avx512::gather_f32,
                 gather_f16: avx512::gather_f16,
+                dot_i8: avx512::dot_i8,
+                rows_i8: avx512::rows_i8,
+                gather_i8: avx512::gather_i8,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Kernels {
@@ -273,6 +343,9 @@ impl Kernels {
                 rows_f16: avx2::rows_f16,
                 gather_f32: avx2::gather_f32,
                 gather_f16: avx2::gather_f16,
+                dot_i8: avx2::dot_i8,
+                rows_i8: avx2::rows_i8,
+                gather_i8: avx2::gather_i8,
             },
             _ => Kernels {
                 isa: Isa::Scalar,
@@ -283,6 +356,9 @@ impl Kernels {
                 rows_f16: portable::rows_f16,
                 gather_f32: portable::gather_f32,
                 gather_f16: portable::gather_f16,
+                dot_i8: portable::dot_i8,
+                rows_i8: portable::rows_i8,
+                gather_i8: portable::gather_i8,
             },
         }
     }
@@ -303,6 +379,7 @@ impl Kernels {
         match block.data {
             BlockData::F32(d) => (self.dot_f32)(query, &d[start..end]),
             BlockData::F16(d) => (self.dot_f16)(query, &d[start..end]),
+            BlockData::I8 { data, scales } => with_scaled(query, scales, |q| (self.dot_i8)(q, &data[start..end])),
         }
     }
 
@@ -321,6 +398,9 @@ impl Kernels {
             match block.data {
                 BlockData::F32(d) => (self.gather_f32)(query, d, block.dim, &rows[..n], &mut out[..n]),
                 BlockData::F16(d) => (self.gather_f16)(query, d, block.dim, &rows[..n], &mut out[..n]),
+                BlockData::I8 { data, scales } => {
+                    with_scaled(query, scales, |q| (self.gather_i8)(q, data, block.dim, &rows[..n], &mut out[..n]))
+                }
             }
         }
     }
@@ -362,11 +442,17 @@ impl Kernels {
         if k == 0 || n == 0 || query.len() < block.dim {
             return Vec::new();
         }
+        // For i8 rows the scales are folded into the query once.
+        let scaled: Vec<f32> = match block.data {
+            BlockData::I8 { scales, .. } => query.iter().zip(scales).map(|(q, s)| q * s).collect(),
+            _ => Vec::new(),
+        };
         let score_into = |first: u32, out: &mut [f32]| {
             let (a, b) = (first as usize * block.dim, (first as usize + out.len()) * block.dim);
             match block.data {
                 BlockData::F32(d) => (self.rows_f32)(query, &d[a..b], block.dim, out),
                 BlockData::F16(d) => (self.rows_f16)(query, &d[a..b], block.dim, out),
+                BlockData::I8 { data, .. } => (self.rows_i8)(&scaled, &data[a..b], block.dim, out),
             }
         };
         if k > 64 {
@@ -407,6 +493,23 @@ impl Kernels {
             }
             heap.into_unsorted()
         }
+    }
+}
+
+/// Runs `f` with `query ⊙ scales` (on the stack for usual sizes): scoring i8 rows against the
+/// scaled query equals scoring their dequantised values against the query.
+#[inline]
+fn with_scaled<R>(query: &[f32], scales: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    let n = query.len().min(scales.len());
+    if n <= 1024 {
+        let mut buffer = [0f32; 1024];
+        for ((b, q), s) in buffer.iter_mut().zip(query).zip(scales) {
+            *b = q * s;
+        }
+        f(&buffer[..n])
+    } else {
+        let scaled: Vec<f32> = query.iter().zip(scales).map(|(q, s)| q * s).collect();
+        f(&scaled)
     }
 }
 
@@ -635,6 +738,32 @@ mod tests {
             k.score_rows(&block, &q, &[3, 100], &mut out);
             assert!(out[1].is_nan(), "out of range");
         }
+    }
+
+    #[test]
+    fn i8_blocks_score_as_their_dequantised_values() {
+        let k = Kernels::default();
+        let dim = 40;
+        let rows = values(dim * 50, 11);
+        let scales = crate::vectors::i8_scales(&rows, dim);
+        let data: Vec<i8> = rows
+            .chunks_exact(dim)
+            .flat_map(|r| r.iter().zip(&scales).map(|(v, s)| crate::vectors::quantize(*v, *s)))
+            .collect();
+        let dequantised: Vec<f32> =
+            data.chunks_exact(dim).flat_map(|r| r.iter().zip(&scales).map(|(&v, s)| f32::from(v) * s)).collect();
+        let q = values(dim, 12);
+        let i8_block = RungBlock { data: BlockData::I8 { data: &data, scales: &scales }, dim, count: 50 };
+        let f32_block = RungBlock { data: BlockData::F32(&dequantised), dim, count: 50 };
+        for row in [0u32, 17, 49] {
+            assert!((k.score(&i8_block, &q, row) - k.score(&f32_block, &q, row)).abs() < 1e-5);
+        }
+        let a: Vec<u32> = k.top_k(&i8_block, &q, 5, |_| false).iter().map(|s| s.doc).collect();
+        let b: Vec<u32> = k.top_k(&f32_block, &q, 5, |_| false).iter().map(|s| s.doc).collect();
+        assert_eq!(a, b);
+        let mut out = [0.0; 3];
+        k.score_rows(&i8_block, &q, &[3, 4, 5], &mut out);
+        assert!((out[1] - k.score(&i8_block, &q, 4)).abs() < 1e-6);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! ```
 //!
 //! Blocks come smallest rung first, so coarse work touches a small, contiguous prefix of the file.
+//! An i8 block starts with its `dim` f32 scales (padded to 64 bytes), then the `count × dim`
+//! bytes.
 
 use crate::config::{ElementType, StoredRung};
 use crate::error::{Error, Result};
@@ -29,6 +31,13 @@ pub enum BlockData<'a> {
     F32(&'a [f32]),
     /// f16 values.
     F16(&'a [f16]),
+    /// Quantised values: `value[i][j] ≈ scales[j] · data[i * dim + j]`.
+    I8 {
+        /// The bytes.
+        data: &'a [i8],
+        /// One scale per dimension.
+        scales: &'a [f32],
+    },
 }
 
 /// A `count × dim` block of one rung's vectors.
@@ -48,6 +57,9 @@ impl<'a> RungBlock<'a> {
         match self.data {
             BlockData::F32(d) => d[i * self.dim..(i + 1) * self.dim].to_vec(),
             BlockData::F16(d) => d[i * self.dim..(i + 1) * self.dim].iter().map(|v| v.to_f32()).collect(),
+            BlockData::I8 { data, scales } => {
+                data[i * self.dim..(i + 1) * self.dim].iter().zip(scales).map(|(&v, s)| f32::from(v) * s).collect()
+            }
         }
     }
 }
@@ -63,7 +75,7 @@ pub fn write(dir: &Path, name: &str, rungs: &[StoredRung], count: usize, blocks:
     header.extend_from_slice(&(count as u64).to_le_bytes());
     let mut offset = BLOCK_ALIGN;
     for (r, block) in rungs.iter().zip(blocks) {
-        let bytes = (count * r.rung.dim * r.element.size()) as u64;
+        let bytes = block_bytes(r, count) as u64;
         assert_eq!(block.len(), count * r.rung.dim, "block of rung {} has the wrong length", r.rung);
         header.extend_from_slice(&(r.rung.layer as u32).to_le_bytes());
         header.extend_from_slice(&(r.rung.dim as u32).to_le_bytes());
@@ -98,6 +110,21 @@ pub fn write(dir: &Path, name: &str, rungs: &[StoredRung], count: usize, blocks:
                     w.write(&buffer)?;
                 }
             }
+            ElementType::I8 => {
+                let dim = r.rung.dim;
+                let scales = i8_scales(block, dim);
+                buffer.clear();
+                buffer.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
+                w.write(&buffer)?;
+                w.pad_to(64)?;
+                for rows in block.chunks(dim * 4096) {
+                    buffer.clear();
+                    for row in rows.chunks_exact(dim) {
+                        buffer.extend(row.iter().zip(&scales).map(|(v, s)| quantize(*v, *s) as u8));
+                    }
+                    w.write(&buffer)?;
+                }
+            }
         }
         w.pad_to(BLOCK_ALIGN)?;
     }
@@ -108,7 +135,32 @@ fn element_code(e: ElementType) -> u32 {
     match e {
         ElementType::F32 => 0,
         ElementType::F16 => 1,
+        ElementType::I8 => 2,
     }
+}
+
+/// Bytes of a rung block (for i8: the scales, padded to 64, then the bytes).
+fn block_bytes(r: &StoredRung, count: usize) -> usize {
+    match r.element {
+        ElementType::I8 => (r.rung.dim * 4).next_multiple_of(64) + count * r.rung.dim,
+        other => count * r.rung.dim * other.size(),
+    }
+}
+
+/// Per-dimension scales of a block for i8 storage: the largest magnitude maps to 127.
+pub fn i8_scales(block: &[f32], dim: usize) -> Vec<f32> {
+    let mut scales = vec![0f32; dim];
+    for row in block.chunks_exact(dim) {
+        for (s, v) in scales.iter_mut().zip(row) {
+            *s = s.max(v.abs());
+        }
+    }
+    scales.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect()
+}
+
+/// One value in i8 with scale `s`.
+pub fn quantize(v: f32, s: f32) -> i8 {
+    (v / s).round().clamp(-127.0, 127.0) as i8
 }
 
 /// A mapped vector file.
@@ -151,6 +203,7 @@ impl VectorFile {
             let element = match element {
                 0 => ElementType::F32,
                 1 => ElementType::F16,
+                2 => ElementType::I8,
                 other => return Err(damaged(format!("unknown element type {other}"))),
             };
             if layer as usize != expected.rung.layer || dim as usize != expected.rung.dim || element != expected.element
@@ -160,7 +213,7 @@ impl VectorFile {
                     expected.rung, expected.element
                 )));
             }
-            let want = (count * expected.rung.dim * element.size()) as u64;
+            let want = block_bytes(expected, count) as u64;
             let end = offset.checked_add(bytes);
             if bytes != want || !offset.is_multiple_of(BLOCK_ALIGN) || end.is_none_or(|e| e > map.len() as u64) {
                 return Err(damaged(format!(
@@ -188,6 +241,13 @@ impl VectorFile {
             match element {
                 ElementType::F32 => BlockData::F32(std::slice::from_raw_parts(raw.as_ptr().cast(), bytes / 4)),
                 ElementType::F16 => BlockData::F16(std::slice::from_raw_parts(raw.as_ptr().cast(), bytes / 2)),
+                ElementType::I8 => {
+                    let scales_bytes = (dim * 4).next_multiple_of(64);
+                    BlockData::I8 {
+                        scales: std::slice::from_raw_parts(raw.as_ptr().cast(), dim),
+                        data: std::slice::from_raw_parts(raw.as_ptr().add(scales_bytes).cast(), bytes - scales_bytes),
+                    }
+                }
             }
         };
         RungBlock { data, dim, count: self.count }
@@ -213,6 +273,7 @@ mod tests {
         vec![
             StoredRung { rung: Rung::new(1, 4), element: ElementType::F16 },
             StoredRung { rung: Rung::new(2, 8), element: ElementType::F32 },
+            StoredRung { rung: Rung::new(3, 8), element: ElementType::I8 },
         ]
     }
 
@@ -221,12 +282,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
         let b: Vec<f32> = (0..24).map(|i| -(i as f32)).collect();
-        let record = write(dir.path(), "v", &rungs(), 3, &[&a, &b]).unwrap();
+        let c: Vec<f32> = (0..24).map(|i| (i as f32 - 12.0) * 0.25).collect();
+        let record = write(dir.path(), "v", &rungs(), 3, &[&a, &b, &c]).unwrap();
         let file = VectorFile::open(dir.path(), &record, &rungs(), 3).unwrap();
         let block0 = file.block(0);
         assert!(matches!(block0.data, BlockData::F16(d) if (d.as_ptr() as usize).is_multiple_of(4096)));
         assert_eq!(block0.row_f32(2), vec![4.0, 4.5, 5.0, 5.5]);
         assert_eq!(file.block(1).row_f32(1), b[8..16].to_vec());
+        // i8: within half a quantisation step of the original.
+        let block2 = file.block(2);
+        assert!(matches!(block2.data, BlockData::I8 { scales, .. } if scales.len() == 8));
+        for row in 0..3 {
+            for (got, want) in block2.row_f32(row).iter().zip(&c[row * 8..(row + 1) * 8]) {
+                assert!((got - want).abs() <= 3.0 / 127.0 / 2.0 + 1e-6, "{got} vs {want}");
+            }
+        }
         // The manifest's expectations are enforced.
         assert!(VectorFile::open(dir.path(), &record, &rungs(), 4).unwrap_err().to_string().contains("damaged"));
         let mut other = rungs();

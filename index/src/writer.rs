@@ -150,7 +150,7 @@ impl IndexWriter {
                 )));
             }
             let limit = match stored.element {
-                crate::config::ElementType::F32 => f32::MAX,
+                crate::config::ElementType::F32 | crate::config::ElementType::I8 => f32::MAX,
                 crate::config::ElementType::F16 => half::f16::MAX.to_f32(),
             };
             if let Some(bad) = v.iter().find(|x| !x.is_finite() || x.abs() > limit) {
@@ -445,6 +445,9 @@ impl IndexWriter {
                     match source.data {
                         BlockData::F32(d) => block.extend_from_slice(&d[start..end]),
                         BlockData::F16(d) => block.extend(d[start..end].iter().map(|v| v.to_f32())),
+                        BlockData::I8 { data, scales } => {
+                            block.extend(data[start..end].iter().zip(scales).map(|(&v, s)| f32::from(v) * s))
+                        }
                     }
                 }
             }
@@ -514,7 +517,15 @@ fn write_segment<'a>(
     // The graph indexes the vectors as stored (rounded to f16 if the rung is stored in f16).
     let graph_rung = config.graph.rung;
     let dim = config.rungs[graph_rung].rung.dim;
+    let source = &blocks[graph_rung];
     let graph_vectors: Vec<f32> = match config.rungs[graph_rung].element {
+        crate::config::ElementType::I8 => {
+            let scales = vectors::i8_scales(source, dim);
+            source
+                .chunks_exact(dim)
+                .flat_map(|row| row.iter().zip(&scales).map(|(v, s)| f32::from(vectors::quantize(*v, *s)) * s))
+                .collect()
+        }
         crate::config::ElementType::F32 => blocks[graph_rung].clone(),
         crate::config::ElementType::F16 => {
             blocks[graph_rung].iter().map(|v| half::f16::from_f32(*v).to_f32()).collect()

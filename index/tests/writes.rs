@@ -318,3 +318,33 @@ fn a_lazy_snapshot_outlived_by_compaction_says_so() {
     // Exact search on the stale snapshot still works: its vector files stay mapped.
     assert_eq!(stale.exact_search(0, &q[0], 5).unwrap().len(), 5);
 }
+
+#[test]
+fn quantised_rungs_survive_commits_graphs_and_compaction() {
+    let c = common::config_with(&[(1, 8), (2, 16), (3, 32)], &[], &[0, 1], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), c.clone());
+    let mut w = index.writer().unwrap();
+    for round in 0..2 {
+        for i in 0..100 {
+            w.add(doc(&c, &format!("r{round}-{i}"), 0)).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    w.delete("r0-3").unwrap();
+    w.compact().unwrap();
+    let s = index.snapshot();
+    assert_eq!((s.len(), s.segment_count()), (199, 1));
+    for id in ["r0-7", "r1-99"] {
+        let a = s.lookup(id).unwrap().unwrap();
+        let want = doc(&c, id, 0).vectors;
+        // Within a quantisation step (the range here is about ±0.5, so a step is ~0.004).
+        let got = s.block(a.segment, 1).unwrap().row_f32(a.doc as usize);
+        assert!(got.iter().zip(&want[1]).all(|(g, w)| (g - w).abs() < 0.01), "{got:?} vs {:?}", want[1]);
+        // Its own graph-rung vector finds it first.
+        let hits = s.graph_search(&want[1], 1, 32).unwrap();
+        assert_eq!(s.doc(hits[0].address).unwrap().id, id);
+    }
+    drop(w);
+    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+}

@@ -28,10 +28,13 @@ pub struct Args {
     /// Directory of the new index.
     #[arg(long)]
     out: PathBuf,
-    /// Element type of the stored rung blocks.
+    /// Element type of the largest rung's block (final scores, the exact profile): f32, f16, i8.
     #[arg(long, default_value = "f16")]
     store: ElementType,
-    /// Rung the HNSW graph is built on (default: the middle of the ladder).
+    /// Element type of the smaller rungs' blocks (shortlists and rescoring): f32, f16, i8.
+    #[arg(long, default_value = "i8")]
+    store_coarse: ElementType,
+    /// Rung the HNSW graph is built on (default: the second largest).
     #[arg(long, value_name = "LAYER,DIM")]
     graph_rung: Option<Rung>,
     /// Documents encoded per batch.
@@ -62,6 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut options = CreateOptions::new(args.model.model.clone());
     options.encoder = args.model.encoder_options();
     options.element = args.store;
+    options.coarse_element = args.store_coarse;
     options.graph_rung = args.graph_rung;
     let docs = input::open(&args.input, args.format)?;
     let total = docs.total;

@@ -158,7 +158,8 @@ mod tests {
     #[test]
     fn overlap_counts_shared_ids() {
         assert_eq!(overlap(&[1, 2, 3], &[3, 2, 9], 3), 2.0 / 3.0);
-        assert_eq!(overlap(&[1, 2, 3], &[3, 2, 1], 2), 0.0);
+        assert_eq!(overlap(&[1, 2, 3], &[3, 2, 1], 2), 0.5);
+        assert_eq!(overlap(&[1, 2, 3], &[4, 5, 1], 2), 0.0);
         assert_eq!(overlap::<u8>(&[], &[], 10), 1.0);
     }
 

@@ -60,35 +60,43 @@ impl StagePlan {
     /// The named profile `name` for an index of this shape, returning `k` hits.
     ///
     /// - `exact`: an exhaustive scan at the largest rung — the quality reference.
-    /// - `balanced`: a generous shortlist at the coarse rung, then every larger rung in turn,
-    ///   keeping fewer candidates at each.
-    /// - `fast`: a smaller shortlist and fewer, sharper cuts.
+    /// - `balanced`: a generous shortlist, then every larger rung in turn with gentle cuts (each
+    ///   rung is also a point where adaptive stopping can end the query).
+    /// - `fast`: a smaller shortlist, then straight to the largest rung.
+    ///
+    /// Below [`SCAN_BELOW_DOCS`] documents the shortlist is an exhaustive scan of the middle rung
+    /// (3,000 candidates for `balanced`, 1,000 for `fast`); above, an HNSW search at the graph
+    /// rung (300 / 100 candidates), whose cost grows with the logarithm of the index.
     pub fn profile(name: &str, shape: &IndexShape, k: usize) -> Result<StagePlan> {
         let largest = *shape.rungs.last().ok_or_else(|| Error::InvalidRequest("the index stores no rungs".into()))?;
         let k = k.max(1);
-        let start = shape.rungs.iter().position(|r| *r == shape.graph_rung).unwrap_or(0);
-        let climb = &shape.rungs[start..];
-        let shortlist = |keep: usize| {
-            if shape.docs >= SCAN_BELOW_DOCS { Shortlist::Graph { ef: keep } } else { Shortlist::Scan }
+        let graph = shape.docs >= SCAN_BELOW_DOCS;
+        let start = if graph {
+            shape.rungs.iter().position(|r| *r == shape.graph_rung).unwrap_or(0)
+        } else {
+            (shape.rungs.len() - 1) / 2
         };
+        let climb = &shape.rungs[start..];
+        let shortlist = |keep: usize| if graph { Shortlist::Graph { ef: keep } } else { Shortlist::Scan };
         let stages = match name {
             "exact" => vec![Stage { rung: largest, keep: k, shortlist: Some(Shortlist::Scan) }],
-            "balanced" | "fast" => {
-                let (first, ratio) = if name == "balanced" { (3000, 3) } else { (1000, 5) };
-                let mut keep = first.max(k);
-                let mut stages = Vec::new();
-                for (i, &rung) in climb.iter().enumerate() {
-                    let last = i + 1 == climb.len();
-                    let kept = if last { k } else { keep.max(k) };
-                    stages.push(Stage { rung, keep: kept, shortlist: (i == 0).then(|| shortlist(kept)) });
-                    keep /= ratio;
-                    if name == "fast" && !last && keep < 4 * k {
-                        // Jump straight to the largest rung.
-                        stages.push(Stage { rung: largest, keep: k, shortlist: None });
-                        break;
-                    }
-                }
-                if stages.len() == 1 && climb.len() == 1 {
+            "balanced" => {
+                let first = if graph { 300 } else { 3000 }.max(k);
+                climb
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &rung)| {
+                        let keep = if i + 1 == climb.len() { k } else { (first / (i * (i + 1)).max(1)).max(k) };
+                        Stage { rung, keep, shortlist: (i == 0).then(|| shortlist(keep)) }
+                    })
+                    .collect()
+            }
+            "fast" => {
+                let first = if graph { 100 } else { 1000 }.max(k);
+                let mut stages = vec![Stage { rung: climb[0], keep: first, shortlist: Some(shortlist(first)) }];
+                if climb[0] != largest {
+                    stages.push(Stage { rung: largest, keep: k, shortlist: None });
+                } else {
                     stages[0].keep = k;
                 }
                 stages
@@ -221,32 +229,34 @@ mod tests {
     fn shape(docs: u64) -> IndexShape {
         IndexShape {
             rungs: [(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)].iter().map(|&r| r.into()).collect(),
-            graph_rung: Rung::new(3, 96),
+            graph_rung: Rung::new(5, 256),
             docs,
         }
     }
 
     #[test]
-    fn profiles_climb_every_rung_from_the_graph_rung() {
+    fn profiles_climb_from_a_scan_or_the_graph() {
         let b = StagePlan::profile("balanced", &shape(50_000), 10).unwrap();
-        let rungs: Vec<String> = b.stages.iter().map(|s| s.rung.to_string()).collect();
-        assert_eq!(rungs, ["(3,96)", "(4,128)", "(5,256)", "(6,384)"]);
-        assert_eq!(b.stages[0].keep, 3000);
-        assert_eq!(b.stages.last().unwrap().keep, 10);
-        assert_eq!(b.shortlist(&shape(50_000)), Shortlist::Scan);
+        assert_eq!(b.to_string(), "3,96:3000:scan 4,128:1500 5,256:500 6,384:10");
         let big = StagePlan::profile("balanced", &shape(5_000_000), 10).unwrap();
-        assert_eq!(big.shortlist(&shape(5_000_000)), Shortlist::Graph { ef: 3000 });
+        assert_eq!(big.to_string(), "5,256:300:graph=300 6,384:10");
         let e = StagePlan::profile("exact", &shape(10), 7).unwrap();
         assert_eq!(e.stages, vec![Stage { rung: Rung::new(6, 384), keep: 7, shortlist: Some(Shortlist::Scan) }]);
-        let f = StagePlan::profile("fast", &shape(50_000), 10).unwrap();
-        assert!(f.stages.len() < b.stages.len() + 1 && f.stages[0].keep < 3000);
+        assert_eq!(StagePlan::profile("fast", &shape(50_000), 10).unwrap().to_string(), "3,96:1000:scan 6,384:10");
+        assert_eq!(
+            StagePlan::profile("fast", &shape(5_000_000), 10).unwrap().to_string(),
+            "5,256:100:graph=100 6,384:10"
+        );
+        // Large k: every cut keeps at least k.
+        let wide = StagePlan::profile("balanced", &shape(50_000), 2000).unwrap();
+        assert!(wide.stages.iter().all(|s| s.keep >= 2000));
         assert!(StagePlan::profile("slow", &shape(1), 10).unwrap_err().to_string().contains("fast, balanced, exact"));
     }
 
     #[test]
     fn explicit_plans_are_parsed_and_checked() {
         let s = shape(1000);
-        let p = StagePlan::parse("3,96:2000:graph=4000 4,128:500 6,384:10").unwrap();
+        let p = StagePlan::parse("5,256:2000:graph=4000 6,384:10").unwrap();
         assert_eq!(p.stages[0].shortlist, Some(Shortlist::Graph { ef: 4000 }));
         p.validate(&s).unwrap();
         assert_eq!(StagePlan::parse(&p.to_string()).unwrap(), p);
@@ -254,7 +264,7 @@ mod tests {
             ("3,96:100 2,64:10", "climb"),
             ("3,96:100 4,128:200", "receives only"),
             ("7,96:10", "does not store"),
-            ("2,64:10:graph=100", "graph is built on rung (3,96)"),
+            ("2,64:10:graph=100", "graph is built on rung (5,256)"),
             ("3,96:0", "keeps no candidates"),
         ] {
             let err = StagePlan::parse(plan).unwrap().validate(&s).unwrap_err().to_string();

@@ -65,6 +65,19 @@ impl Elem for half::bf16 {
     }
 }
 
+impl Elem for i8 {
+    fn from_f32(x: f32) -> Self {
+        x.round().clamp(-127.0, 127.0) as i8
+    }
+    fn to_f32(self) -> f32 {
+        f32::from(self)
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V {
+        unsafe { S::load_i8(p) }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub use vector::{Avx2, Avx512};
 pub use vector::{Scalar, Simd};

@@ -13,6 +13,11 @@ pub fn shared(relative: &str) -> PathBuf {
 
 /// A config storing the given rungs (f32 unless listed in `f16`), graph on rung `graph`.
 pub fn config(rungs: &[(usize, usize)], f16: &[usize], graph: usize) -> IndexConfig {
+    config_with(rungs, f16, &[], graph)
+}
+
+/// Like [`config`], with the rungs listed in `i8` quantised.
+pub fn config_with(rungs: &[(usize, usize)], f16: &[usize], i8: &[usize], graph: usize) -> IndexConfig {
     IndexConfig {
         model: "test-model".into(),
         profile: "{}".into(),
@@ -21,7 +26,13 @@ pub fn config(rungs: &[(usize, usize)], f16: &[usize], graph: usize) -> IndexCon
             .enumerate()
             .map(|(i, &(l, d))| StoredRung {
                 rung: Rung::new(l, d),
-                element: if f16.contains(&i) { ElementType::F16 } else { ElementType::F32 },
+                element: if f16.contains(&i) {
+                    ElementType::F16
+                } else if i8.contains(&i) {
+                    ElementType::I8
+                } else {
+                    ElementType::F32
+                },
             })
             .collect(),
         graph: GraphParams { rung: graph, ..GraphParams::default() },
