@@ -59,8 +59,8 @@ unsafe fn dot_rows<S: Simd, E: Elem>(q: &[f32], rows: &[E], dim: usize, out: &mu
             }
             let mut sums = S::reduce_sum4(a0, a1, a2, a3);
             for (row, sum) in sums.iter_mut().enumerate() {
-                for j in full..dim {
-                    *sum += q[j] * (*base.add(row * dim + j)).to_f32();
+                for (j, qj) in q.iter().enumerate().take(dim).skip(full) {
+                    *sum += qj * (*base.add(row * dim + j)).to_f32();
                 }
             }
             out[r..r + 4].copy_from_slice(&sums);
