@@ -6,7 +6,7 @@ use crate::stats::Latency;
 use anyhow::{Context, Result, bail};
 use barista_datasets::DataSet;
 use barista_datasets::beir::Query;
-use barista_engine::metrics::{Run, mean_over_judged, ndcg_at};
+use barista_engine::metrics::{Run, mean_over_judged, ndcg_at, ndcg_exp_at};
 use barista_engine::{CreateOptions, Document, Engine, OpenOptions, Rung, SearchRequest, SearchResponse, StagePlan};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -128,12 +128,31 @@ pub struct QualityArgs {
     /// Also calibrate adaptive stopping on this split (BEIR) and evaluate it.
     #[arg(long)]
     calibrate_on: Option<String>,
-    /// Target share of the full cascade's nDCG@10 for calibration.
-    #[arg(long, default_value_t = 0.99)]
-    target: f64,
+    /// Target shares of the full cascade's nDCG@10 to calibrate for (one row each).
+    #[arg(long, value_delimiter = ',', default_value = "0.99,0.98,0.95")]
+    targets: Vec<f64>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write one TREC run file per profile into this folder.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
+/// Writes a TREC run file (`qid Q0 docid rank score tag`).
+pub fn write_run(path: &Path, runs: &BTreeMap<String, Run>, tag: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    for (query, run) in runs {
+        let mut ranked = run.clone();
+        barista_engine::metrics::trec_order(&mut ranked);
+        for (rank, (doc, score)) in ranked.iter().enumerate() {
+            writeln!(out, "{query} Q0 {doc} {} {score} {tag}", rank + 1)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -141,6 +160,8 @@ struct ProfileRow {
     profile: String,
     plan: String,
     ndcg_at_10: f64,
+    /// With exponential gains (differs only for graded judgements).
+    ndcg_exp_at_10: f64,
     overlap_with_exact: f64,
     search: Latency,
     end_to_end: Latency,
@@ -163,15 +184,7 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
     }
     let mut rows = Vec::new();
     let (exact_runs, _) = run_queries(&engine, &queries, &SearchRequest::text("").with_profile("exact").with_k(100))?;
-    let mut adaptive_rule = None;
-    if let Some(split) = &args.calibrate_on {
-        let (train, train_qrels) = data.judged_queries(split)?;
-        let pairs: Vec<(String, String)> = train.iter().map(|q| (q.id.clone(), q.text.clone())).collect();
-        let rule = engine.calibrate("balanced", &pairs, &train_qrels, args.target)?;
-        eprintln!("calibrated balanced on {} {split} queries", rule.queries);
-        adaptive_rule = Some(rule);
-    }
-    let mut variants: Vec<(String, SearchRequest)> = ["exact", "balanced", "fast"]
+    let variants: Vec<(String, SearchRequest)> = ["exact", "balanced", "fast"]
         .iter()
         .map(|p| {
             (
@@ -180,20 +193,20 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
             )
         })
         .collect();
-    if adaptive_rule.is_some() {
-        variants.push((
-            "balanced + adaptive".into(),
-            SearchRequest { adaptive: Some(true), ..SearchRequest::text("").with_profile("balanced").with_k(100) },
-        ));
-    }
     for (label, request) in variants {
         let plan = engine.plan_for(&request)?;
         let (runs, responses) = run_queries(&engine, &queries, &request)?;
+        if let Some(dir) = &args.run_dir {
+            std::fs::create_dir_all(dir)?;
+            let tag = format!("barista-{}", label.replace([' ', '+'], ""));
+            write_run(&dir.join(format!("{name}.{tag}.trec")), &runs, &tag)?;
+        }
         let ndcg = mean_over_judged(&runs, &qrels, |r, q| ndcg_at(r, q, 10));
         rows.push(ProfileRow {
             profile: label,
             plan: plan.to_string(),
             ndcg_at_10: ndcg,
+            ndcg_exp_at_10: mean_over_judged(&runs, &qrels, |r, q| ndcg_exp_at(r, q, 10)),
             overlap_with_exact: overlap_at_10(&runs, &exact_runs),
             search: latency(&responses, search_ms),
             end_to_end: latency(&responses, |r| r.timings.total_ms),
@@ -201,8 +214,18 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
             stopped_early_share: responses.iter().filter(|r| r.stopped_early).count() as f64
                 / responses.len().max(1) as f64,
         });
-        if let (Some(rule), true) = (&adaptive_rule, request.adaptive == Some(true)) {
-            print_adaptive(rule, &responses, &rows);
+    }
+    let mut adaptive = Vec::new();
+    if let Some(split) = &args.calibrate_on {
+        let (train, train_qrels) = data.judged_queries(split)?;
+        let pairs: Vec<(String, String)> = train.iter().map(|q| (q.id.clone(), q.text.clone())).collect();
+        let request =
+            SearchRequest { adaptive: Some(true), ..SearchRequest::text("").with_profile("balanced").with_k(100) };
+        for &target in &args.targets {
+            let rule = engine.calibrate("balanced", &pairs, &train_qrels, target)?;
+            let (runs, responses) = run_queries(&engine, &queries, &request)?;
+            let ndcg = mean_over_judged(&runs, &qrels, |r, q| ndcg_at(r, q, 10));
+            adaptive.push(AdaptiveRow::new(rule, &responses, ndcg, &rows));
         }
     }
     println!(
@@ -211,16 +234,17 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
         args.split
     );
     println!(
-        "| profile | nDCG@10 | × exact | top-10 overlap with exact | search p50 ms | end-to-end p50 ms | encode p50 ms | plan |"
+        "| profile | nDCG@10 | × exact | nDCG@10 (exp. gains) | top-10 overlap with exact | search p50 ms | end-to-end p50 ms | encode p50 ms | plan |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     let exact = rows[0].ndcg_at_10;
     for r in &rows {
         println!(
-            "| {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | `{}` |",
+            "| {} | {:.4} | {:.3} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | `{}` |",
             r.profile,
             r.ndcg_at_10,
             r.ndcg_at_10 / exact,
+            r.ndcg_exp_at_10,
             r.overlap_with_exact,
             r.search.p50_ms,
             r.end_to_end.p50_ms,
@@ -228,42 +252,72 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
             r.plan
         );
     }
+    if !adaptive.is_empty() {
+        let full = rows.iter().find(|r| r.profile == "balanced").map_or(0.0, |r| r.ndcg_at_10);
+        println!(
+            "\n### Adaptive stopping: balanced, calibrated on {} `{}` queries, evaluated on the {} `{}` queries\n",
+            adaptive[0].rule.queries,
+            args.calibrate_on.as_deref().unwrap_or(""),
+            queries.len(),
+            args.split
+        );
+        let ladder: Vec<String> = adaptive[0].rule.plan.stages.iter().map(|s| s.rung.to_string()).collect();
+        println!(
+            "| target | thresholds per stage | stopped after {} | mean encode ms (without stopping) | encode saved | nDCG@10 | × balanced |",
+            ladder.join(" / ")
+        );
+        println!("| ---: | --- | --- | ---: | ---: | ---: | ---: |");
+        for a in &adaptive {
+            let shares: Vec<String> = a.stopped_share.iter().map(|s| format!("{s:.3}")).collect();
+            let thresholds: Vec<String> =
+                a.rule.thresholds.iter().map(|t| t.map_or("–".into(), |t| format!("{t:.1}"))).collect();
+            println!(
+                "| {:.2} | {} | {} | {:.3} ({:.3}) | {:.1}% | {:.4} | {:.3} |",
+                a.rule.target,
+                thresholds.join(" / "),
+                shares.join(" / "),
+                a.encode_ms,
+                a.full_encode_ms,
+                100.0 * (1.0 - a.encode_ms / a.full_encode_ms.max(1e-9)),
+                a.ndcg_at_10,
+                a.ndcg_at_10 / full
+            );
+        }
+    }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&serde_json::json!({"profiles": rows, "adaptive": adaptive}))?,
+        )?;
     }
     Ok(())
 }
 
-fn print_adaptive(
-    rule: &barista_engine::search::adaptive::StopRule,
-    responses: &[SearchResponse],
-    rows: &[ProfileRow],
-) {
-    let stages = rule.plan.stages.len();
-    let mut stopped = vec![0usize; stages];
-    for r in responses {
-        stopped[r.stages.len() - 1] += 1;
+#[derive(Serialize)]
+struct AdaptiveRow {
+    rule: barista_engine::search::adaptive::StopRule,
+    stopped_share: Vec<f64>,
+    encode_ms: f64,
+    full_encode_ms: f64,
+    ndcg_at_10: f64,
+}
+
+impl AdaptiveRow {
+    fn new(
+        rule: barista_engine::search::adaptive::StopRule,
+        responses: &[SearchResponse],
+        ndcg_at_10: f64,
+        rows: &[ProfileRow],
+    ) -> Self {
+        let n = responses.len().max(1) as f64;
+        let mut stopped_share = vec![0.0; rule.plan.stages.len()];
+        for r in responses {
+            stopped_share[r.stages.len() - 1] += 1.0 / n;
+        }
+        let encode_ms = responses.iter().map(|r| r.timings.encode_ms).sum::<f64>() / n;
+        let full_encode_ms = rows.iter().find(|r| r.profile == "balanced").map_or(0.0, |r| r.encode.mean_ms);
+        AdaptiveRow { rule, stopped_share, encode_ms, full_encode_ms, ndcg_at_10 }
     }
-    let full_encode = rows.iter().find(|r| r.profile == "balanced").map_or(0.0, |r| r.encode.mean_ms);
-    let encode: f64 = responses.iter().map(|r| r.timings.encode_ms).sum::<f64>() / responses.len().max(1) as f64;
-    println!(
-        "\n### Adaptive stopping (balanced, calibrated on {} training queries, target {:.2})\n",
-        rule.queries, rule.target
-    );
-    println!("thresholds (top-10 overlap with the previous stage): {:?}", rule.thresholds);
-    println!(
-        "training: nDCG@10 {:.4} vs full cascade {:.4}, mean layers {:.2}\n",
-        rule.ndcg, rule.full_ndcg, rule.mean_layers
-    );
-    println!("| stopped after stage | rung | share of test queries |");
-    println!("| ---: | --- | ---: |");
-    for (i, s) in rule.plan.stages.iter().enumerate() {
-        println!("| {} | {} | {:.3} |", i, s.rung, stopped[i] as f64 / responses.len().max(1) as f64);
-    }
-    println!(
-        "\nmean encode time {encode:.3} ms vs {full_encode:.3} ms without stopping ({:.1}% saved)",
-        100.0 * (1.0 - encode / full_encode.max(1e-9))
-    );
 }
 
 /// Arguments of `barista-bench frontier`.
@@ -497,7 +551,7 @@ fn plot(path: &Path, rows: &[FrontierRow], n: u64) -> Result<()> {
     let max_x = rows.iter().map(|r| r.search.p50_ms).fold(0.0, f64::max) * 1.1;
     let min_y = rows.iter().map(|r| r.overlap_with_exact).fold(1.0, f64::min).min(0.8) - 0.02;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Quality vs search time, {n} SciFact passages"), ("sans-serif", 22))
+        .caption(format!("Quality vs search time, {n} SciFact passages (red: exact; blue: profiles; green: graph; black: scan plans)"), ("sans-serif", 16))
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(60)

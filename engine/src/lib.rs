@@ -1,8 +1,37 @@
 //! # barista-engine
 //!
 //! The heart of Barista: a 2D Matryoshka text encoder that runs BERT-family models with its own
-//! forward loop (so a query can stop after a few layers and resume later), and — in later
-//! releases — the cascade search and the library API built on it.
+//! forward loop (so a query can stop after a few layers and resume later), and the coarse-to-fine
+//! search built on it: a shortlist at a cheap rung, then the *same* query encoding continued to
+//! larger rungs that rescore the survivors, stopping as soon as the ranking is settled.
+//!
+//! ## Library API for RAG services
+//!
+//! [`Engine`] is an index directory plus the model that fills it. Every method takes `&self`;
+//! an `Engine` is `Send + Sync` and cheap to clone; there is no global state.
+//!
+//! ```
+//! use barista_engine::{CreateOptions, Document, Engine, SearchRequest};
+//!
+//! # fn main() -> barista_engine::Result<()> {
+//! let dir = tempfile::tempdir().expect("a temporary directory");
+//! let engine = Engine::create(dir.path(), &CreateOptions::new("../../shared/models/minilm-l6-2d"))?;
+//! engine.add(&[
+//!     Document { id: "a".into(), text: "Mitochondria are the powerhouse of the cell.".into(), title: None, metadata: None },
+//!     Document { id: "b".into(), text: "The Eiffel Tower is in Paris.".into(), title: None, metadata: None },
+//! ])?; // durable and searchable when this returns
+//!
+//! let response = engine.search(&SearchRequest::text("where do cells get energy").with_k(1))?;
+//! assert_eq!(response.hits[0].id, "a");
+//! // What ran: the shortlist and each rescoring stage, with their rungs and timings.
+//! for stage in &response.stages {
+//!     println!("{} at {}: {} → {} in {:.3} ms", stage.method, stage.rung, stage.candidates, stage.kept, stage.search_ms);
+//! }
+//! engine.delete(&["b"])?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The encoder alone
 //!
 //! ```no_run
 //! use barista_engine::{Encoder, EncoderOptions, Rung};
@@ -30,12 +59,13 @@ pub mod model;
 pub mod search;
 pub mod text;
 
+pub use barista_index::Rung;
 pub use encoder::{Embeddings, Encoder, EncoderOptions, QueryState, normalize};
 pub use engine::{CreateOptions, Document, Engine, OpenOptions, WriteReport};
 pub use error::{Error, Result};
 pub use kernels::Isa;
 pub use kernels::gemm::WeightPrecision;
-pub use model::profile::{Pooling, Profile, ProfileSpec, Rung, Similarity};
+pub use model::profile::{Pooling, Profile, ProfileSpec, Similarity};
 pub use model::weights::WeightsChoice;
 pub use search::plan::{Shortlist, Stage, StagePlan};
 pub use search::request::{RungVector, SearchHit, SearchRequest, SearchResponse};

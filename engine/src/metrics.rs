@@ -13,19 +13,30 @@ pub fn trec_order(run: &mut Run) {
     run.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
 }
 
-/// nDCG@k of one ranked run against graded judgements.
+/// nDCG@k of one ranked run against graded judgements, with trec_eval's linear gains
+/// (gain = grade).
 pub fn ndcg_at(run: &Run, qrels: &BTreeMap<String, i32>, k: usize) -> f64 {
+    ndcg_with(run, qrels, k, f64::from)
+}
+
+/// nDCG@k with exponential gains (gain = 2^grade − 1), the Burges et al. variant some
+/// toolkits report; equal to [`ndcg_at`] for binary judgements.
+pub fn ndcg_exp_at(run: &Run, qrels: &BTreeMap<String, i32>, k: usize) -> f64 {
+    ndcg_with(run, qrels, k, |g| 2f64.powi(g) - 1.0)
+}
+
+fn ndcg_with(run: &Run, qrels: &BTreeMap<String, i32>, k: usize, gain: impl Fn(i32) -> f64) -> f64 {
     let mut ranked = run.clone();
     trec_order(&mut ranked);
     let dcg: f64 = ranked
         .iter()
         .take(k)
         .enumerate()
-        .map(|(i, (doc, _))| f64::from(qrels.get(doc).copied().unwrap_or(0).max(0)) / (i as f64 + 2.0).log2())
+        .map(|(i, (doc, _))| gain(qrels.get(doc).copied().unwrap_or(0).max(0)) / (i as f64 + 2.0).log2())
         .sum();
     let mut ideal: Vec<i32> = qrels.values().copied().filter(|&g| g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &g)| f64::from(g) / (i as f64 + 2.0).log2()).sum();
+    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &g)| gain(g) / (i as f64 + 2.0).log2()).sum();
     if idcg == 0.0 { 0.0 } else { dcg / idcg }
 }
 
@@ -91,6 +102,9 @@ mod tests {
         assert!((ndcg_at(&r, &q, 1) - 1.0).abs() < 1e-12);
         assert_eq!(ndcg_at(&Run::new(), &q, 10), 0.0);
         assert_eq!(ndcg_at(&r, &judgements(&[("a", 0)]), 10), 0.0);
+        // Exponential gains: a (3), c (1) → DCG = 3 + 1/2 = 3.5; ideal 3 + 1/log2(3).
+        let want = 3.5 / (3.0 + 1.0 / 3f64.log2());
+        assert!((ndcg_exp_at(&r, &q, 10) - want).abs() < 1e-12);
     }
 
     #[test]
