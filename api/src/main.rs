@@ -1,6 +1,7 @@
 //! `barista`: the command-line face of Barista.
 
 mod cli;
+mod server;
 
 use clap::Parser;
 use std::process::ExitCode;

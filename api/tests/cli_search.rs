@@ -135,3 +135,99 @@ fn beir_input_and_calibration() {
     let response: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(response["stopped_early"].is_boolean());
 }
+
+/// 300 SciFact documents as Barista JSONL.
+fn bigger_corpus(dir: &Path, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(shared("datasets/scifact/corpus.jsonl")).unwrap();
+    let mut out = String::new();
+    for line in text.lines().take(n) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        out.push_str(&serde_json::json!({"id": v["_id"], "text": v["text"]}).to_string());
+        out.push('\n');
+    }
+    let path = dir.join("docs.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn live_documents(index: &str) -> u64 {
+    let json = ok(barista(&["info", "--index", index, "--json"]));
+    serde_json::from_str::<serde_json::Value>(&json).unwrap()["documents"].as_u64().unwrap()
+}
+
+#[test]
+fn ctrl_c_keeps_what_was_committed_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = bigger_corpus(dir.path(), 300);
+    let index = dir.path().join("idx");
+    let model = shared("models/minilm-l6-2d");
+    let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
+    let child = Command::new(env!("CARGO_BIN_EXE_barista"))
+        .args(["index", "--model", m, "--input", i, "--out", x, "--batch", "16", "--commit-every", "32"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once some commits happened but before the end.
+    let started = std::time::Instant::now();
+    while !(index.join("MANIFEST").exists() && std::fs::read_dir(&index).unwrap().count() > 6) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "indexing made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let partial = live_documents(x);
+    assert!(stderr.contains("--resume") && partial > 0 && partial < 300, "{partial} documents: {stderr}");
+    // Re-running without --resume refuses; with it, finishes the rest only.
+    let again = barista(&["index", "--model", m, "--input", i, "--out", x]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    let resumed = barista(&["index", "--model", m, "--input", i, "--out", x, "--resume"]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("({partial} already indexed, skipped)")), "{stderr}");
+    assert_eq!(live_documents(x), 300);
+    let info = ok(barista(&["info", "--index", x, "--verify"]));
+    assert!(info.contains("300 live") && info.contains("every file matches"), "{info}");
+}
+
+#[test]
+fn msmarco_input_and_config_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(shared("datasets/msmarco-dl19-subset/collection.tsv")).unwrap();
+    let lines: Vec<&str> = text.lines().take(25).collect();
+    std::fs::write(dir.path().join("collection.tsv"), lines.join("\n")).unwrap();
+    let index = dir.path().join("idx");
+    let model = shared("models/minilm-l6-2d");
+    let d = dir.path().to_str().unwrap();
+    ok(barista(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        d,
+        "--format",
+        "msmarco",
+        "--out",
+        index.to_str().unwrap(),
+    ]));
+    assert_eq!(live_documents(index.to_str().unwrap()), 25);
+    let first_id = lines[0].split('\t').next().unwrap();
+    let json = ok(barista(&[
+        "search",
+        "--index",
+        index.to_str().unwrap(),
+        "--json",
+        "--k",
+        "1",
+        lines[0].split('\t').nth(1).unwrap(),
+    ]));
+    let response: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(response["hits"][0]["id"], first_id, "a passage finds itself");
+    // A bad configuration file is refused with its name.
+    let config = dir.path().join("barista.toml");
+    std::fs::write(&config, "[server]\nport = 1\n").unwrap();
+    let out = barista(&["serve", "--index", index.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("barista.toml") && stderr.contains("port"), "{stderr}");
+}

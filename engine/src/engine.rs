@@ -18,6 +18,7 @@ use std::time::Instant;
 
 /// A document to index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Document {
     /// External id (unique; adding an existing id replaces that document).
     pub id: String,
@@ -29,6 +30,7 @@ pub struct Document {
     pub title: Option<String>,
     /// Any JSON object, stored and returned with hits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -120,6 +122,7 @@ pub struct ModelRecord {
 
 /// What a write did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WriteReport {
     /// Documents added or replaced.
     pub added: usize,
@@ -354,6 +357,12 @@ impl Engine {
             (None, None) => return Err(Error::InvalidRequest("a search needs `query` (text) or `vectors`".into())),
         };
         let tokenize_ms = if request.query.is_some() { ms(t) } else { 0.0 };
+        let masks = match &request.filter {
+            Some(filter) if !filter.is_empty() => {
+                Some(snapshot.filter_masks(&barista_index::Filter::from_json(filter)?)?)
+            }
+            _ => None,
+        };
         let cascade = cascade::Cascade {
             snapshot: &snapshot,
             shape: &shape,
@@ -362,6 +371,7 @@ impl Engine {
             stop: rule,
             fork: self.inner.encoder.fork(),
             trace,
+            allowed: masks.as_deref(),
         };
         let mut outcome = cascade.run(&mut source)?;
         outcome.timings.encode_ms += tokenize_ms;

@@ -4,6 +4,7 @@
 use crate::config::IndexConfig;
 use crate::error::{Error, Result};
 use crate::files::verify;
+use crate::filter::{Filter, Mask};
 use crate::manifest::{MANIFEST, Manifest, SegmentRecord};
 use crate::scan::{Kernels, Scored, score_key};
 use crate::segment::Segment;
@@ -296,26 +297,42 @@ impl Snapshot {
         Ok(())
     }
 
+    /// The documents of each segment that match `filter` (live or not), for the `*_in` searches.
+    pub fn filter_masks(&self, filter: &Filter) -> Result<Vec<Mask>> {
+        self.segments.iter().map(|view| view.segment.matching(filter)).collect()
+    }
+
     /// Up to `k` live documents with the largest inner product at the graph rung, found through
     /// each segment's HNSW graph (`ef` = candidate list size) and scored exactly.
     pub fn graph_search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        self.graph_search_in(query, k, ef, None)
+    }
+
+    /// [`Snapshot::graph_search`] among the documents `allowed` (one mask per segment, from
+    /// [`Snapshot::filter_masks`]); a filter that starves the graph walk falls back to a scan.
+    pub fn graph_search_in(&self, query: &[f32], k: usize, ef: usize, allowed: Option<&[Mask]>) -> Result<Vec<Hit>> {
         let rung = self.config().graph.rung;
         self.check_query(rung, query)?;
+        self.check_masks(allowed)?;
         let mut hits = Vec::new();
         for (s, view) in self.segments.iter().enumerate() {
-            let live = view.record.live() as usize;
-            let k = k.min(live);
+            let mask = allowed.map(|m| &m[s]);
+            let eligible = match mask {
+                None => view.record.live() as usize,
+                Some(m) => m.iter_ones().filter(|&d| !view.is_deleted(d as u32)).count(),
+            };
+            let k = k.min(eligible);
             if k == 0 {
                 continue;
             }
             let ef = ef.max(k).min(view.record.docs as usize);
-            let keep = |doc: u32| !view.is_deleted(doc);
+            let keep = |doc: u32| !view.is_deleted(doc) && mask.is_none_or(|m| m[doc as usize]);
             let block = view.segment.block(rung);
             let mut found = view.segment.graph()?.search(&block, &self.kernels, query, k, ef, &keep);
             if found.len() < k {
-                // Heavy deletions can starve the filtered graph walk: fall back to a scan of this
-                // segment rather than return fewer hits than exist.
-                found = self.kernels.best_k_range(&block, query, k, 0..view.record.docs, |d| view.is_deleted(d));
+                // Deletions or a selective filter can starve the graph walk: scan this segment
+                // rather than return fewer hits than exist.
+                found = self.kernels.best_k_range(&block, query, k, 0..view.record.docs, |d| !keep(d));
             }
             for Scored { score, doc } in found {
                 hits.push(Hit { address: DocAddress { segment: s as u32, doc }, score });
@@ -343,15 +360,25 @@ impl Snapshot {
         part: usize,
         parts: usize,
     ) -> Result<Vec<Hit>> {
-        let mut hits = self.shortlist_part(rung, query, k, part, parts)?;
+        let mut hits = self.shortlist_part(rung, query, k, part, parts, None)?;
         hits.sort_by(hit_order);
         Ok(hits)
     }
 
-    /// Like [`Snapshot::exact_search_part`], but the `k` best come in no particular order
-    /// (cheaper when `k` is large and the next step rescores them anyway).
-    pub fn shortlist_part(&self, rung: usize, query: &[f32], k: usize, part: usize, parts: usize) -> Result<Vec<Hit>> {
+    /// Like [`Snapshot::exact_search_part`] among the `allowed` documents (if given), with the
+    /// `k` best in no particular order (cheaper when `k` is large and the next step rescores them
+    /// anyway).
+    pub fn shortlist_part(
+        &self,
+        rung: usize,
+        query: &[f32],
+        k: usize,
+        part: usize,
+        parts: usize,
+        allowed: Option<&[Mask]>,
+    ) -> Result<Vec<Hit>> {
         self.check_query(rung, query)?;
+        self.check_masks(allowed)?;
         if parts == 0 || part >= parts {
             return Err(Error::InvalidInput(format!("part {part} of {parts} does not exist")));
         }
@@ -360,13 +387,31 @@ impl Snapshot {
             let block = view.segment.block(rung);
             let rows = block.count;
             let range = (rows * part / parts) as u32..(rows * (part + 1) / parts) as u32;
-            for Scored { score, doc } in self.kernels.best_k_range(&block, query, k, range, |doc| view.is_deleted(doc))
-            {
+            let found = match (allowed.map(|m| &m[s]), view.record.deleted) {
+                (None, 0) => self.kernels.best_k_range(&block, query, k, range, |_| false),
+                (None, _) => self.kernels.best_k_range(&block, query, k, range, |doc| view.is_deleted(doc)),
+                (Some(mask), _) => self
+                    .kernels
+                    .best_k_range(&block, query, k, range, |doc| !mask[doc as usize] || view.is_deleted(doc)),
+            };
+            for Scored { score, doc } in found {
                 hits.push(Hit { address: DocAddress { segment: s as u32, doc }, score });
             }
         }
         select_hits(&mut hits, k);
         Ok(hits)
+    }
+
+    fn check_masks(&self, allowed: Option<&[Mask]>) -> Result<()> {
+        match allowed {
+            Some(masks)
+                if masks.len() != self.segments.len()
+                    || masks.iter().zip(&self.segments).any(|(m, v)| m.len() != v.record.docs as usize) =>
+            {
+                Err(Error::InvalidInput("the filter masks do not belong to this snapshot".into()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Replaces each hit's score by its exact inner product at the `rung`-th stored rung.

@@ -8,6 +8,7 @@ pub mod aligned;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod filter;
 pub mod graph;
 pub mod ids;
 pub mod index;
@@ -23,6 +24,7 @@ pub mod writer;
 
 pub use config::{ElementType, GraphParams, IndexConfig, StoredRung};
 pub use error::{Error, Result};
+pub use filter::{Filter, Mask};
 pub use index::{DocAddress, Hit, Index, OpenOptions, Snapshot};
 pub use rung::Rung;
 pub use writer::{CommitInfo, IndexWriter, NewDocument};

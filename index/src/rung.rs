@@ -36,6 +36,23 @@ impl Rung {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Rung {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+        let item = ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(0));
+        ArrayBuilder::new()
+            .items(item)
+            .min_items(Some(2))
+            .max_items(Some(2))
+            .description(Some("A rung as [layer, dim]"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Rung {}
+
 impl From<(usize, usize)> for Rung {
     fn from((layer, dim): (usize, usize)) -> Rung {
         Rung { layer, dim }

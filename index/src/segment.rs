@@ -3,14 +3,16 @@
 
 use crate::config::IndexConfig;
 use crate::error::{Error, Result};
+use crate::filter::{Filter, KeyIndex, Mask, canonical, index_value};
 use crate::graph::SegmentGraph;
 use crate::ids::IdTable;
 use crate::manifest::SegmentRecord;
 use crate::scan::Kernels;
 use crate::store::{DocStore, StoredDoc};
 use crate::vectors::{RungBlock, VectorFile};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// File-name stem of segment `id`.
 pub fn basename(id: u64) -> String {
@@ -30,6 +32,8 @@ pub struct Segment {
     graph: OnceLock<SegmentGraph>,
     graph_loading: Mutex<()>,
     graph_source: GraphSource,
+    /// Metadata values indexed per key, built on the first filter that uses the key.
+    metadata: Mutex<HashMap<String, Arc<KeyIndex>>>,
 }
 
 #[derive(Debug)]
@@ -57,6 +61,7 @@ impl Segment {
             graph: OnceLock::new(),
             graph_loading: Mutex::new(()),
             graph_source: GraphSource::new(dir, record, config, kernels),
+            metadata: Mutex::new(HashMap::new()),
         })
     }
 
@@ -78,6 +83,7 @@ impl Segment {
             graph: OnceLock::from(graph),
             graph_loading: Mutex::new(()),
             graph_source: GraphSource::new(dir, record, config, kernels),
+            metadata: Mutex::new(HashMap::new()),
         })
     }
 
@@ -144,6 +150,39 @@ impl Segment {
             g.kernels,
         )?;
         Ok(self.graph.get_or_init(|| graph))
+    }
+
+    /// The documents whose metadata matches every condition of `filter`.
+    pub fn matching(&self, filter: &Filter) -> Result<Mask> {
+        let docs = self.docs as usize;
+        let mut mask = Mask::repeat(true, docs);
+        for (key, values) in filter.conditions() {
+            let index = self.key_index(key)?;
+            let mut any = Mask::repeat(false, docs);
+            for value in values {
+                if let Some(bits) = index.get(&canonical(value)) {
+                    any |= bits;
+                }
+            }
+            mask &= any;
+        }
+        Ok(mask)
+    }
+
+    fn key_index(&self, key: &str) -> Result<Arc<KeyIndex>> {
+        let mut cache = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = cache.get(key) {
+            return Ok(Arc::clone(index));
+        }
+        let mut index = KeyIndex::new();
+        for doc in 0..self.docs {
+            if let Some(metadata) = self.store.get(doc)?.metadata {
+                index_value(&mut index, self.docs as usize, doc, metadata, key);
+            }
+        }
+        let index = Arc::new(index);
+        cache.insert(key.to_string(), Arc::clone(&index));
+        Ok(index)
     }
 
     /// Whether the graph is in memory.

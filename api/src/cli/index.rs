@@ -3,10 +3,12 @@
 use super::input::{self, Format};
 use super::model_args::ModelArgs;
 use anyhow::{Context, Result, bail};
-use barista_engine::{CreateOptions, Document, Engine, Rung};
+use barista_engine::{CreateOptions, Document, Engine, OpenOptions, Rung};
 use barista_index::ElementType;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub const EXAMPLES: &str = "\
@@ -43,6 +45,10 @@ pub struct Args {
     /// Commit (one segment) every this many documents.
     #[arg(long, default_value_t = 200_000)]
     commit_every: usize,
+    /// Continue an index that an earlier run (interrupted, or over part of the input) began:
+    /// documents whose id is already in the index are skipped.
+    #[arg(long)]
+    resume: bool,
 }
 
 fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
@@ -59,22 +65,49 @@ fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.out.join("MANIFEST").exists() {
-        bail!("{} already holds an index; search it, or choose another --out", args.out.display());
+    let exists = args.out.join("MANIFEST").exists();
+    if exists && !args.resume {
+        bail!(
+            "{} already holds an index; pass --resume to add the documents of the input it does not have yet, \
+             or choose another --out",
+            args.out.display()
+        );
     }
-    let mut options = CreateOptions::new(args.model.model.clone());
-    options.encoder = args.model.encoder_options();
-    options.element = args.store;
-    options.coarse_element = args.store_coarse;
-    options.graph_rung = args.graph_rung;
+    let engine = if exists {
+        let options = OpenOptions {
+            model: Some(args.model.model.clone()),
+            encoder: args.model.encoder_options(),
+            lazy_graphs: true,
+        };
+        Engine::open(&args.out, &options).context("could not reopen the index to resume it")?
+    } else {
+        let mut options = CreateOptions::new(args.model.model.clone());
+        options.encoder = args.model.encoder_options();
+        options.element = args.store;
+        options.coarse_element = args.store_coarse;
+        options.graph_rung = args.graph_rung;
+        Engine::create(&args.out, &options).context("could not create the index")?
+    };
     let docs = input::open(&args.input, args.format)?;
     let total = docs.total;
-    let engine = Engine::create(&args.out, &options).context("could not create the index")?;
+    // Ctrl-C: finish the batch in hand, commit what is staged, stop. A second Ctrl-C stops at
+    // once; the index then holds what the last commit wrote.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted twice: stopping now; the index keeps its last commit");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: committing what is encoded, then stopping (Ctrl-C again to stop at once)");
+        });
+    }
     let start = Instant::now();
     let bar = progress_bar(total, "encoding");
     let mut batch: Vec<Document> = Vec::with_capacity(args.batch);
     let mut staged = 0;
-    let mut count = 0u64;
+    let (mut count, mut skipped) = (0u64, 0u64);
     let commit = |engine: &Engine| -> Result<()> {
         let graph = progress_bar(None, "graph");
         engine.commit_with(&|_, done, total| {
@@ -84,8 +117,18 @@ pub fn run(args: Args) -> Result<()> {
         graph.finish_and_clear();
         Ok(())
     };
+    let snapshot = engine.index().snapshot();
     for doc in docs {
-        batch.push(doc?);
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let doc = doc?;
+        if exists && snapshot.lookup(&doc.id)?.is_some() {
+            skipped += 1;
+            bar.inc(1);
+            continue;
+        }
+        batch.push(doc);
         if batch.len() == args.batch.max(1) {
             staged = engine.stage(&batch)?;
             count += batch.len() as u64;
@@ -103,17 +146,21 @@ pub fn run(args: Args) -> Result<()> {
         bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
-    if staged > 0 || count == 0 {
+    if staged > 0 || (count == 0 && !exists) {
         commit(&engine)?;
     }
     let seconds = start.elapsed().as_secs_f64();
     let snapshot = engine.index().snapshot();
+    let resumed = if skipped > 0 { format!(" ({skipped} already indexed, skipped)") } else { String::new() };
     eprintln!(
-        "indexed {count} documents in {seconds:.1} s ({:.0} documents/s): {} live in {} segment(s) at {}",
+        "indexed {count} documents{resumed} in {seconds:.1} s ({:.0} documents/s): {} live in {} segment(s) at {}",
         count as f64 / seconds,
         snapshot.len(),
         snapshot.segment_count(),
         args.out.display()
     );
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!("stopped early: run the same command with --resume to index the rest");
+    }
     Ok(())
 }

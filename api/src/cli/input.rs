@@ -13,6 +13,8 @@ pub enum Format {
     Jsonl,
     /// A BEIR corpus.jsonl ({"_id", "title", "text"}), or a BEIR data set folder.
     Beir,
+    /// An MS MARCO collection.tsv (pid<TAB>passage), or a folder holding one.
+    Msmarco,
 }
 
 /// A streaming reader of documents.
@@ -44,6 +46,14 @@ pub fn open(path: &Path, format: Format) -> Result<Documents> {
                     title: Some(d.title).filter(|t| !t.trim().is_empty()),
                     metadata: None,
                 })
+            });
+            Ok(Documents { inner: Box::new(docs), total })
+        }
+        Format::Msmarco => {
+            let collection = if path.is_dir() { path.join("collection.tsv") } else { path.to_path_buf() };
+            let total = count_lines(&collection).ok();
+            let docs = barista_datasets::msmarco::read_collection(&collection)?.map(|d| {
+                d.map(|d| Document { id: d.id, text: d.text, title: None, metadata: None }).map_err(Into::into)
             });
             Ok(Documents { inner: Box::new(docs), total })
         }

@@ -3,10 +3,12 @@
 mod calibrate;
 mod embed;
 mod index;
+mod info;
 mod input;
 mod model_args;
 mod open_args;
 mod search;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,11 @@ enum Command {
     /// Fit adaptive-stopping thresholds on training queries and store them in the index.
     #[command(after_help = calibrate::EXAMPLES)]
     Calibrate(calibrate::Args),
+    /// Describe an index: model, profile, rungs, segments, sizes.
+    Info(info::Args),
+    /// Serve an index over HTTP (REST API).
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(serve::Args),
 }
 
 /// Runs the parsed command.
@@ -41,6 +48,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(args) => index::run(args),
         Command::Search(args) => search::run(args),
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Args {
     /// Include stored texts and metadata.
     #[arg(long)]
     text: bool,
+    /// Only documents whose metadata matches this JSON object, e.g. '{"lang": "en", "year": [2019, 2020]}'.
+    #[arg(long, value_parser = parse_filter)]
+    filter: Option<Filter>,
     /// The query.
     query: Vec<String>,
 }
@@ -50,6 +53,7 @@ pub fn run(args: Args) -> Result<()> {
         profile: Some(args.profile.clone()),
         stages: args.stages.map(|p| p.stages),
         adaptive: args.adaptive,
+        filter: args.filter.map(|f| f.0),
         include_text: args.text,
         include_metadata: args.text,
     };
@@ -77,4 +81,16 @@ pub fn run(args: Args) -> Result<()> {
         t.total_ms
     );
     Ok(())
+}
+
+/// A metadata filter given on the command line.
+#[derive(Clone, Debug)]
+pub struct Filter(serde_json::Map<String, serde_json::Value>);
+
+fn parse_filter(s: &str) -> Result<Filter, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(map)) => Ok(Filter(map)),
+        Ok(_) => Err("the filter must be a JSON object, e.g. '{\"lang\": \"en\"}'".into()),
+        Err(e) => Err(format!("the filter is not valid JSON: {e}")),
+    }
 }

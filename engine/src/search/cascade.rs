@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernels::team::Fork;
 use crate::model::profile::Similarity;
 use barista_index::index::{hit_order, select_hits};
-use barista_index::{Hit, Rung, Snapshot};
+use barista_index::{Hit, Mask, Rung, Snapshot};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -106,12 +106,14 @@ pub(crate) struct Cascade<'a> {
     pub fork: &'a dyn Fork,
     /// Keep every stage's ranking (for calibration).
     pub trace: bool,
+    /// Only these documents (per segment), when the request has a metadata filter.
+    pub allowed: Option<&'a [Mask]>,
 }
 
 impl Cascade<'_> {
     /// Runs the cascade for one query.
     pub(crate) fn run(&self, source: &mut QuerySource<'_>) -> Result<Outcome> {
-        let Cascade { snapshot, shape, plan, k, stop, fork, trace } = *self;
+        let Cascade { snapshot, shape, plan, k, stop, fork, trace, allowed } = *self;
         let mut timings = Timings::default();
         let mut reports = Vec::with_capacity(plan.stages.len());
         let mut traced = Vec::new();
@@ -128,8 +130,8 @@ impl Cascade<'_> {
         let keep0 = if plan.stages.len() == 1 { k } else { first.keep };
         let t = Instant::now();
         let (mut candidates, method) = match plan.shortlist(shape) {
-            Shortlist::Graph { ef } => (snapshot.graph_search(&q, keep0, ef.max(keep0))?, "graph"),
-            Shortlist::Scan => (parallel_scan(snapshot, rung_index(first.rung)?, &q, keep0, fork)?, "scan"),
+            Shortlist::Graph { ef } => (snapshot.graph_search_in(&q, keep0, ef.max(keep0), allowed)?, "graph"),
+            Shortlist::Scan => (parallel_scan(snapshot, rung_index(first.rung)?, &q, keep0, fork, allowed)?, "scan"),
         };
         let search_ms = ms(t);
         if method == "graph" {
@@ -239,14 +241,21 @@ fn parallel_rescore(snapshot: &Snapshot, rung: usize, query: &[f32], hits: &mut 
 }
 
 /// An exhaustive scan of one rung split over the fork's parts, merged (unordered).
-fn parallel_scan(snapshot: &Snapshot, rung: usize, query: &[f32], keep: usize, fork: &dyn Fork) -> Result<Vec<Hit>> {
+fn parallel_scan(
+    snapshot: &Snapshot,
+    rung: usize,
+    query: &[f32],
+    keep: usize,
+    fork: &dyn Fork,
+    allowed: Option<&[Mask]>,
+) -> Result<Vec<Hit>> {
     let parts = fork.parts();
     if parts == 1 {
-        return Ok(snapshot.shortlist_part(rung, query, keep, 0, 1)?);
+        return Ok(snapshot.shortlist_part(rung, query, keep, 0, 1, allowed)?);
     }
     let results: Vec<Mutex<Option<barista_index::Result<Vec<Hit>>>>> = (0..parts).map(|_| Mutex::new(None)).collect();
     fork.fork(&|part| {
-        let r = snapshot.shortlist_part(rung, query, keep, part, parts);
+        let r = snapshot.shortlist_part(rung, query, keep, part, parts, allowed);
         *results[part].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     });
     let mut hits = Vec::new();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// How the first stage finds its candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "method")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Shortlist {
     /// The HNSW graph (on the index's graph rung), with this candidate list size.
     Graph {
@@ -20,6 +21,7 @@ pub enum Shortlist {
 
 /// One stage of a cascade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stage {
     /// The rung this stage scores at.
     pub rung: Rung,

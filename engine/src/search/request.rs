@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A query vector at one rung, from an external encoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RungVector {
     /// Layer of the rung.
     pub layer: usize,
@@ -19,6 +20,7 @@ pub struct RungVector {
 /// A search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchRequest {
     /// Query text (encoded progressively). Exactly one of `query` and `vectors` is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +42,12 @@ pub struct SearchRequest {
     /// thresholds for the profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<bool>,
+    /// Only documents whose metadata matches: `{"key": value, "other": [v1, v2]}` means
+    /// key = value and other ∈ {v1, v2} (JSON equality; array-valued metadata matches on any
+    /// element).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub filter: Option<serde_json::Map<String, serde_json::Value>>,
     /// Return stored texts.
     #[serde(default)]
     pub include_text: bool,
@@ -62,6 +70,7 @@ impl SearchRequest {
             profile: None,
             stages: None,
             adaptive: None,
+            filter: None,
             include_text: false,
             include_metadata: false,
         }
@@ -82,6 +91,7 @@ impl SearchRequest {
 
 /// One result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     /// External id.
     pub id: String,
@@ -94,11 +104,13 @@ pub struct SearchHit {
     pub text: Option<String>,
     /// Stored metadata, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// What one stage did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageReport {
     /// The rung.
     pub rung: Rung,
@@ -116,6 +128,7 @@ pub struct StageReport {
 
 /// Where the time went.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timings {
     /// Encoding the query (tokenization included).
     pub encode_ms: f64,
@@ -133,6 +146,7 @@ pub struct Timings {
 
 /// The answer to a search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResponse {
     /// Hits, best first.
     pub hits: Vec<SearchHit>,

@@ -1,0 +1,100 @@
+//! The REST server (axum on tokio): routes, limits, keys, metrics, graceful shutdown.
+//!
+//! Encoding and index work run on bounded pools of plain threads ([`pool`]), never on the
+//! runtime's threads; when a pool's queue is full the request is refused with 503 and a
+//! Retry-After header. Every write is committed (durable) before it is acknowledged.
+
+mod auth;
+mod error;
+mod metrics;
+mod openapi;
+mod pool;
+mod routes;
+mod state;
+
+pub use auth::Keys;
+pub use state::Limits;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use barista_engine::Engine;
+use state::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to run the server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Address to listen on (port 0: any free port).
+    pub addr: SocketAddr,
+    /// API keys.
+    pub keys: Keys,
+    /// Request limits.
+    pub limits: Limits,
+    /// Threads running searches and reads.
+    pub search_threads: usize,
+    /// Requests allowed to wait for a search thread before 503s.
+    pub queue: usize,
+}
+
+/// Builds the router for an engine.
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/search", post(routes::search))
+        .route("/documents", post(routes::upsert))
+        .route("/documents/{id}", get(routes::get).delete(routes::delete))
+        .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(openapi::spec))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), record))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .with_state(state)
+}
+
+/// Counts and times every request by route.
+async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let labels = metrics::RequestLabels { route: route.clone(), method, status: response.status().as_u16() };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state.metrics.request_seconds.get_or_create(&metrics::RouteLabels { route }).observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves `engine` until `shutdown` resolves, then finishes the requests in flight (and their
+/// writes) before returning.
+pub async fn serve(
+    engine: Engine,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = Arc::new(AppState {
+        searches: pool::Pool::new("barista-search", options.search_threads, options.queue)?,
+        writes: pool::Pool::new("barista-write", 1, options.queue.clamp(1, 64))?,
+        metrics: metrics::Metrics::new(),
+        engine,
+        keys: options.keys,
+        limits: options.limits,
+    });
+    state.metrics.documents.set(state.engine.index().snapshot().len() as i64);
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.addr))?;
+    let local = listener.local_addr()?;
+    eprintln!("barista: listening on http://{local}");
+    axum::serve(listener, router(Arc::clone(&state))).with_graceful_shutdown(shutdown).await?;
+    // Requests are done; let the pools finish what they hold.
+    state.searches.shutdown();
+    state.writes.shutdown();
+    eprintln!("barista: stopped");
+    Ok(())
+}
