@@ -1,8 +1,9 @@
-//! BEIR: `corpus.jsonl` (`{"_id", "title", "text"}` per line).
+//! BEIR: `corpus.jsonl` (`{"_id", "title", "text"}` per line), `queries.jsonl` (`{"_id", "text"}`)
+//! and `qrels/<split>.tsv`.
 
+use crate::lines::read_lines;
 use crate::{Document, Error, Result};
 use serde::Deserialize;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 #[derive(Deserialize)]
@@ -32,39 +33,21 @@ impl IdValue {
     }
 }
 
-/// Streams the documents of a BEIR `corpus.jsonl`.
+/// Streams the documents of a BEIR `corpus.jsonl` (invalid UTF-8 is replaced, not fatal).
 pub fn read_corpus(path: &Path) -> Result<impl Iterator<Item = Result<Document>> + use<>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let path: PathBuf = path.to_path_buf();
-    let mut lines = BufReader::new(file).lines().enumerate();
-    Ok(std::iter::from_fn(move || {
-        loop {
-            let (index, line) = lines.next()?;
-            let number = index + 1;
-            let line = match line {
-                Ok(line) => line,
-                Err(source) => return Some(Err(Error::Io { path: path.clone(), source })),
-            };
-            let line = if number == 1 { line.trim_start_matches('\u{feff}') } else { &line };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed: CorpusLine = match serde_json::from_str(line) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    return Some(Err(Error::Malformed {
-                        path: path.clone(),
-                        line: number,
-                        message: format!("{e}; expected a JSON object with \"_id\", \"title\" and \"text\""),
-                    }));
-                }
-            };
-            return Some(Ok(Document {
-                id: parsed.id.into_string(),
-                title: parsed.title.unwrap_or_default(),
-                text: parsed.text.unwrap_or_default(),
-            }));
-        }
+    let owned: PathBuf = path.to_path_buf();
+    Ok(read_lines(path)?.map(move |line| {
+        let (number, line) = line?;
+        let parsed: CorpusLine = serde_json::from_str(&line).map_err(|e| Error::Malformed {
+            path: owned.clone(),
+            line: number,
+            message: format!("{e}; expected a JSON object with \"_id\", \"title\" and \"text\""),
+        })?;
+        Ok(Document {
+            id: parsed.id.into_string(),
+            title: parsed.title.unwrap_or_default(),
+            text: parsed.text.unwrap_or_default(),
+        })
     }))
 }
 
@@ -87,43 +70,41 @@ struct QueryLine {
 
 /// Reads a BEIR `queries.jsonl`.
 pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let mut queries = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = if index == 0 { line.trim_start_matches('\u{feff}') } else { line };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: QueryLine = serde_json::from_str(line).map_err(|e| Error::Malformed {
-            path: path.to_path_buf(),
-            line: index + 1,
-            message: format!("{e}; expected a JSON object with \"_id\" and \"text\""),
-        })?;
-        queries.push(Query { id: parsed.id.into_string(), text: parsed.text.unwrap_or_default() });
-    }
-    Ok(queries)
+    read_lines(path)?
+        .map(|line| {
+            let (number, line) = line?;
+            let parsed: QueryLine = serde_json::from_str(&line).map_err(|e| Error::Malformed {
+                path: path.to_path_buf(),
+                line: number,
+                message: format!("{e}; expected a JSON object with \"_id\" and \"text\""),
+            })?;
+            Ok(Query { id: parsed.id.into_string(), text: parsed.text.unwrap_or_default() })
+        })
+        .collect()
 }
 
 /// Relevance judgements: query id → document id → grade.
 pub type Qrels = std::collections::BTreeMap<String, std::collections::BTreeMap<String, i32>>;
 
-/// Reads a BEIR qrels TSV (`query-id<TAB>corpus-id<TAB>score`, with a header line).
+/// Reads a BEIR qrels TSV (`query-id<TAB>corpus-id<TAB>score`, with or without the header).
 pub fn read_qrels(path: &Path) -> Result<Qrels> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let mut qrels = Qrels::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = if index == 0 { line.trim_start_matches('\u{feff}') } else { line };
-        if line.trim().is_empty() || (index == 0 && line.starts_with("query-id")) {
+    for line in read_lines(path)? {
+        let (number, line) = line?;
+        if qrels.is_empty() && line.starts_with("query-id") {
             continue;
         }
         let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
-        let malformed = |message: String| Error::Malformed { path: path.to_path_buf(), line: index + 1, message };
+        let malformed = |message: String| Error::Malformed { path: path.to_path_buf(), line: number, message };
         let [query, doc, grade] = fields[..] else {
             return Err(malformed(format!(
                 "expected 3 tab-separated fields (query-id, corpus-id, score), found {}",
                 fields.len()
             )));
         };
+        if query.is_empty() || doc.is_empty() {
+            return Err(malformed("the query id and the corpus id must not be empty".into()));
+        }
         let grade: i32 = grade.parse().map_err(|_| malformed(format!("the score {grade:?} is not an integer")))?;
         qrels.entry(query.to_string()).or_default().insert(doc.to_string(), grade);
     }
@@ -167,5 +148,10 @@ mod tests {
         assert_eq!(docs[1].as_ref().unwrap().id, "7");
         let err = docs[2].as_ref().unwrap_err().to_string();
         assert!(err.contains("corpus.jsonl:4") && err.contains("_id"), "{err}");
+        // Invalid UTF-8 inside a string costs one replacement character, not the file; a null
+        // title reads as empty.
+        std::fs::write(&path, b"{\"_id\": \"m\", \"title\": null, \"text\": \"caf\xe9 \xc3\xa9t\xc3\xa9\"}\r\n").unwrap();
+        let doc = read_corpus(&path).unwrap().next().unwrap().unwrap();
+        assert_eq!((doc.title.as_str(), doc.text.as_str()), ("", "caf\u{fffd} \u{e9}t\u{e9}"));
     }
 }

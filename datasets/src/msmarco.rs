@@ -6,36 +6,8 @@
 
 use crate::beir::{Qrels, Query};
 use crate::{Document, Error, Result};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-
-fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>> + use<>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let path: PathBuf = path.to_path_buf();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut number = 0;
-    Ok(std::iter::from_fn(move || {
-        let mut buffer = Vec::new();
-        loop {
-            buffer.clear();
-            number += 1;
-            match reader.read_until(b'\n', &mut buffer) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(source) => return Some(Err(Error::Io { path: path.clone(), source })),
-            }
-            let mut line = String::from_utf8_lossy(&buffer).into_owned();
-            if number == 1 {
-                line = line.trim_start_matches('\u{feff}').to_string();
-            }
-            let trimmed = line.trim_end_matches(['\n', '\r']);
-            if trimmed.trim().is_empty() {
-                continue;
-            }
-            return Some(Ok((number, trimmed.to_string())));
-        }
-    }))
-}
+use crate::lines::read_lines;
+use std::path::Path;
 
 fn two_fields(path: &Path, number: usize, line: &str, what: &str) -> Result<(String, String)> {
     match line.split_once('\t') {
@@ -47,7 +19,7 @@ fn two_fields(path: &Path, number: usize, line: &str, what: &str) -> Result<(Str
 /// Streams `collection.tsv` as documents (no titles).
 pub fn read_collection(path: &Path) -> Result<impl Iterator<Item = Result<Document>> + use<>> {
     let owned = path.to_path_buf();
-    Ok(lines(path)?.map(move |line| {
+    Ok(read_lines(path)?.map(move |line| {
         let (number, line) = line?;
         let (id, text) = two_fields(&owned, number, &line, "pid<TAB>passage")?;
         Ok(Document { id, title: String::new(), text })
@@ -56,7 +28,7 @@ pub fn read_collection(path: &Path) -> Result<impl Iterator<Item = Result<Docume
 
 /// Reads a queries TSV.
 pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
-    lines(path)?
+    read_lines(path)?
         .map(|line| {
             let (number, line) = line?;
             let (id, text) = two_fields(path, number, &line, "qid<TAB>query")?;
@@ -68,7 +40,7 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
 /// Reads TREC qrels (`qid iteration docid grade`).
 pub fn read_qrels(path: &Path) -> Result<Qrels> {
     let mut qrels = Qrels::new();
-    for line in lines(path)? {
+    for line in read_lines(path)? {
         let (number, line) = line?;
         let fields: Vec<&str> = line.split_whitespace().collect();
         let malformed = |message: String| Error::Malformed { path: path.to_path_buf(), line: number, message };
