@@ -287,6 +287,7 @@ impl Engine {
     /// Searches (see [`SearchRequest`]).
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         let start = Instant::now();
+        let _caller = self.inner.encoder.enter();
         if request.k == 0 || request.k > 10_000 {
             return Err(Error::InvalidRequest(format!("k must be between 1 and 10000, not {}", request.k)));
         }

@@ -17,7 +17,7 @@ pub use pooling::normalize;
 use crate::error::{Error, Result};
 use crate::kernels::Isa;
 use crate::kernels::gemm::WeightPrecision;
-use crate::kernels::team::{Fork, Serial, Team};
+use crate::kernels::team::{Caller, Fork, Serial, Team};
 use crate::model::assemble_profile;
 use crate::model::config::BertConfig;
 use crate::model::profile::{ModelShape, Profile, ProfileSpec, Rung, check_rung};
@@ -124,6 +124,12 @@ impl Encoder {
     /// so that vectors from different models are never mixed.
     pub fn fingerprint(&self) -> &str {
         &self.inner.fingerprint
+    }
+
+    /// Marks the calling thread as serving one query (see [`Team::enter`]) until the guard is
+    /// dropped; `None` without a team.
+    pub(crate) fn enter(&self) -> Option<Caller<'_>> {
+        self.inner.team.as_ref().map(Team::enter)
     }
 
     /// The thread team that splits one query's work.
@@ -463,6 +469,7 @@ impl QueryState {
             return Ok(());
         }
         self.interrupted = true;
+        let _caller = self.encoder.enter();
         let inner = &self.encoder.inner;
         let h = self.encoder.hidden_size();
         let mut ws = self.encoder.take_workspace();

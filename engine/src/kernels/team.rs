@@ -51,6 +51,10 @@ struct Shared {
     shutdown: AtomicBool,
     /// Set while a fork is in progress: a second caller (or a nested fork) runs serially.
     busy: AtomicBool,
+    /// Threads inside a [`Caller`] section. With more than one, every fork runs serially: the
+    /// cores are already shared between queries, and a helper preempted by another query's
+    /// thread would stall each fork it joins.
+    callers: AtomicUsize,
     /// The first panic of a helper during the current fork.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
@@ -79,6 +83,7 @@ impl Team {
             sleeping: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            callers: AtomicUsize::new(0),
             panic: Mutex::new(None),
         });
         // Built first so that, if a spawn fails, dropping it stops the helpers already running.
@@ -130,6 +135,44 @@ fn helper(shared: &Shared, part: usize) {
     }
 }
 
+thread_local! {
+    /// How deeply the current thread is inside [`Team::enter`] sections.
+    static ENTERED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A thread working for one query (see [`Team::enter`]); leaving it is dropping it.
+pub(crate) struct Caller<'a> {
+    callers: &'a AtomicUsize,
+    counted: bool,
+}
+
+impl Drop for Caller<'_> {
+    fn drop(&mut self) {
+        ENTERED.with(|depth| depth.set(depth.get().saturating_sub(1)));
+        if self.counted {
+            self.callers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Team {
+    /// Marks the calling thread as serving one query until the guard is dropped. While two or
+    /// more threads are inside such sections, forks run serially on each caller, so concurrent
+    /// queries each get a core instead of fighting over the helpers. Re-entrant: nested
+    /// sections on one thread count once.
+    pub(crate) fn enter(&self) -> Caller<'_> {
+        let counted = ENTERED.with(|depth| {
+            let outer = depth.get() == 0;
+            depth.set(depth.get() + 1);
+            outer
+        });
+        if counted {
+            self.shared.callers.fetch_add(1, Ordering::SeqCst);
+        }
+        Caller { callers: &self.shared.callers, counted }
+    }
+}
+
 impl Fork for Team {
     fn parts(&self) -> usize {
         self.threads.len() + 1
@@ -138,10 +181,11 @@ impl Fork for Team {
     fn fork(&self, f: &(dyn Fn(usize) + Sync)) {
         let shared = &*self.shared;
         if self.threads.is_empty()
+            || shared.callers.load(Ordering::Relaxed) > 1
             || shared.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
         {
-            // No helpers, or the team is in use (by another thread, or this is a nested fork):
-            // run every part here. Results are the same; only the speed differs.
+            // No helpers, other queries running, or the team in use (by another thread, or
+            // this is a nested fork): run every part here. Results are the same; only the speed differs.
             for part in 0..self.parts() {
                 f(part);
             }
@@ -253,6 +297,40 @@ mod tests {
             }
         });
         assert_eq!(total.load(Ordering::Relaxed), 4 * 500 * 2 * 2);
+    }
+
+    #[test]
+    fn concurrent_callers_fork_serially_and_a_lone_caller_uses_the_helpers() {
+        let team = Team::new(2).unwrap();
+        let helper_ran = |team: &Team| {
+            let ran = AtomicBool::new(false);
+            let caller = thread::current().id();
+            team.fork(&|_| {
+                if thread::current().id() != caller {
+                    ran.store(true, Ordering::Relaxed);
+                }
+            });
+            ran.load(Ordering::Relaxed)
+        };
+        let outer = team.enter();
+        {
+            let _nested = team.enter();
+            assert!(helper_ran(&team), "a lone (nested) caller uses the helpers");
+        }
+        let (entered, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        thread::scope(|scope| {
+            scope.spawn(|| {
+                let _other = team.enter();
+                entered.wait();
+                release.wait();
+            });
+            entered.wait();
+            assert!(!helper_ran(&team), "two callers: forks stay on the caller");
+            release.wait();
+        });
+        assert!(helper_ran(&team));
+        drop(outer);
+        assert_eq!(team.shared.callers.load(Ordering::SeqCst), 0);
     }
 
     #[test]
