@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Python peers the benchmarks compare against (onnxruntime; later FAISS, hnswlib)
+# Installs the Python peers the benchmarks compare against (onnxruntime, FAISS, hnswlib)
 # into a virtual environment at bench/peers/.venv, and prints the interpreter to pass as --python.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -2,74 +2,22 @@
 //! set), the quality/cost frontier of stage plans on a larger real collection, and adaptive
 //! stopping calibrated on training queries.
 
-use crate::stats::Latency;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use barista_bench::evaluate::{overlap_at, write_run};
+use barista_bench::indexing::{build_or_open, engine_documents};
+use barista_bench::plot::{Kind, Point, scatter};
+use barista_bench::stats::Latency;
 use barista_datasets::DataSet;
 use barista_datasets::beir::Query;
 use barista_engine::metrics::{Run, mean_over_judged, ndcg_at, ndcg_exp_at};
-use barista_engine::{CreateOptions, Document, Engine, OpenOptions, Rung, SearchRequest, SearchResponse, StagePlan};
-use indicatif::{ProgressBar, ProgressStyle};
+use barista_engine::{CreateOptions, Document, Engine, Rung, SearchRequest, SearchResponse, StagePlan};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn bar(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
-/// Opens the index in `dir`, or builds it from `documents` with `options`.
-pub fn build_or_open(
-    dir: &Path,
-    options: &CreateOptions,
-    documents: impl Iterator<Item = Result<Document>>,
-    total: usize,
-) -> Result<Engine> {
-    if dir.join("MANIFEST").exists() {
-        eprintln!("reusing the index in {}", dir.display());
-        return Engine::open(dir, &OpenOptions::default()).with_context(|| format!("opening {}", dir.display()));
-    }
-    let engine = Engine::create(dir, options).context("creating the index")?;
-    let progress = bar(total as u64, "encoding");
-    let mut batch = Vec::with_capacity(2048);
-    for doc in documents {
-        batch.push(doc?);
-        if batch.len() == 2048 {
-            engine.stage(&batch)?;
-            progress.inc(batch.len() as u64);
-            batch.clear();
-        }
-    }
-    engine.stage(&batch)?;
-    progress.finish_and_clear();
-    let graph = bar(0, "graph");
-    engine.commit_with(&|_, done, total| {
-        graph.set_length(total as u64);
-        graph.set_position(done as u64);
-    })?;
-    graph.finish_and_clear();
-    Ok(engine)
-}
-
 fn documents_of(data: &DataSet) -> Result<(Vec<Document>, usize)> {
-    let docs: Vec<Document> = data
-        .documents()?
-        .map(|d| {
-            d.map(|d| Document {
-                id: d.id,
-                title: Some(d.title).filter(|t| !t.is_empty()),
-                text: d.text,
-                metadata: None,
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let docs: Vec<Document> = engine_documents(data)?.collect::<Result<_>>()?;
     let n = docs.len();
     Ok((docs, n))
 }
@@ -100,16 +48,6 @@ fn search_ms(r: &SearchResponse) -> f64 {
     r.timings.graph_ms + r.timings.scan_ms + r.timings.rescore_ms
 }
 
-fn overlap_at_10(runs: &BTreeMap<String, Run>, reference: &BTreeMap<String, Run>) -> f64 {
-    let mut total = 0.0;
-    for (q, run) in reference {
-        let truth: HashSet<&String> = run.iter().take(10).map(|(d, _)| d).collect();
-        let got = runs.get(q).map_or(0, |r| r.iter().take(10).filter(|(d, _)| truth.contains(d)).count());
-        total += got as f64 / truth.len().clamp(1, 10) as f64;
-    }
-    total / reference.len().max(1) as f64
-}
-
 /// Arguments of `barista-bench cascade`.
 #[derive(clap::Args)]
 pub struct QualityArgs {
@@ -137,22 +75,6 @@ pub struct QualityArgs {
     /// Write one TREC run file per profile into this folder.
     #[arg(long)]
     run_dir: Option<PathBuf>,
-}
-
-/// Writes a TREC run file (`qid Q0 docid rank score tag`).
-pub fn write_run(path: &Path, runs: &BTreeMap<String, Run>, tag: &str) -> Result<()> {
-    use std::io::Write;
-    let mut out =
-        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    for (query, run) in runs {
-        let mut ranked = run.clone();
-        barista_engine::metrics::trec_order(&mut ranked);
-        for (rank, (doc, score)) in ranked.iter().enumerate() {
-            writeln!(out, "{query} Q0 {doc} {} {score} {tag}", rank + 1)?;
-        }
-    }
-    out.flush()?;
-    Ok(())
 }
 
 #[derive(Serialize)]
@@ -207,7 +129,7 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
             plan: plan.to_string(),
             ndcg_at_10: ndcg,
             ndcg_exp_at_10: mean_over_judged(&runs, &qrels, |r, q| ndcg_exp_at(r, q, 10)),
-            overlap_with_exact: overlap_at_10(&runs, &exact_runs),
+            overlap_with_exact: overlap_at(&runs, &exact_runs, 10),
             search: latency(&responses, search_ms),
             end_to_end: latency(&responses, |r| r.timings.total_ms),
             encode: latency(&responses, |r| r.timings.encode_ms),
@@ -384,9 +306,10 @@ struct FrontierRow {
     end_to_end: Latency,
 }
 
-pub fn frontier(args: &FrontierArgs) -> Result<()> {
-    let data = DataSet::detect(&args.dataset)?;
-    let (abstracts, _) = documents_of(&data)?;
+/// SciFact's abstracts plus every sentence of every abstract as its own passage (~50k): a
+/// larger real collection for cost measurements.
+pub fn sentence_corpus(data: &DataSet) -> Result<Vec<Document>> {
+    let (abstracts, _) = documents_of(data)?;
     let mut docs = Vec::new();
     for d in &abstracts {
         docs.push(d.clone());
@@ -394,6 +317,12 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
             docs.push(Document { id: format!("{}#{i}", d.id), text: s, title: None, metadata: None });
         }
     }
+    Ok(docs)
+}
+
+pub fn frontier(args: &FrontierArgs) -> Result<()> {
+    let data = DataSet::detect(&args.dataset)?;
+    let docs = sentence_corpus(&data)?;
     let index_dir = args.index_dir.clone().unwrap_or_else(|| {
         let suffix = args.graph_rung.map_or(String::new(), |r| format!("-graph-{}-{}", r.layer, r.dim));
         PathBuf::from(format!("target/bench-indexes/scifact-sentences{suffix}"))
@@ -513,7 +442,7 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
         rows.push(FrontierRow {
             label: label.clone(),
             plan: plan.to_string(),
-            overlap_with_exact: overlap_at_10(&runs, &exact_runs),
+            overlap_with_exact: overlap_at(&runs, &exact_runs, 10),
             search: latency(&all, search_ms),
             end_to_end: latency(&all, |r| r.timings.total_ms),
         });
@@ -545,42 +474,32 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
 }
 
 fn plot(path: &Path, rows: &[FrontierRow], n: u64) -> Result<()> {
-    use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max_x = rows.iter().map(|r| r.search.p50_ms).fold(0.0, f64::max) * 1.1;
-    let min_y = rows.iter().map(|r| r.overlap_with_exact).fold(1.0, f64::min).min(0.8) - 0.02;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Quality vs search time, {n} SciFact passages (red: exact; blue: profiles; green: graph; black: scan plans)"), ("sans-serif", 16))
-        .margin(20)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_x, min_y..1.005)?;
-    chart
-        .configure_mesh()
-        .x_desc("search time p50 (ms, graph + scan + rescoring)")
-        .y_desc("top-10 overlap with exact")
-        .draw()?;
-    for r in rows {
-        let color = if r.label == "exact" {
-            RED
-        } else if r.label == "balanced" || r.label == "fast" {
-            BLUE
-        } else if r.label.starts_with("graph") {
-            GREEN
-        } else {
-            BLACK
-        };
-        chart.draw_series(std::iter::once(Circle::new((r.search.p50_ms, r.overlap_with_exact), 5, color.filled())))?;
-        let short: String = r.label.chars().take(28).collect();
-        chart.draw_series(std::iter::once(Text::new(
-            short,
-            (r.search.p50_ms, r.overlap_with_exact),
-            ("sans-serif", 11),
-        )))?;
-    }
-    root.present()?;
-    Ok(())
+    let points: Vec<Point> = rows
+        .iter()
+        .map(|r| Point {
+            label: r.label.clone(),
+            x: r.search.p50_ms,
+            y: r.overlap_with_exact,
+            kind: if r.label == "exact" {
+                Kind::Exact
+            } else if r.label == "balanced" || r.label == "fast" {
+                Kind::Profile
+            } else if r.label.starts_with("graph") {
+                Kind::Rung
+            } else {
+                Kind::Other
+            },
+        })
+        .collect();
+    scatter(
+        path,
+        &format!(
+            "Quality vs search time, {n} SciFact passages (red: exact; blue: profiles; green: graph; black: scan plans)"
+        ),
+        "search time p50 (ms, graph + scan + rescoring)",
+        "top-10 overlap with exact",
+        &points,
+    )
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! model, documents/s over a real corpus with every rung kept, and the same inputs through
 //! onnxruntime running the ONNX export of the same model — all in one run.
 
-use crate::stats::{Latency, time_runs};
 use anyhow::{Context, Result, bail};
+use barista_bench::stats::{Latency, time_runs};
 use barista_engine::{Encoder, EncoderOptions, Isa, TextKind, Tokens, WeightsChoice};
 use serde::Serialize;
 use std::path::PathBuf;

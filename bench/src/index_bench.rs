@@ -1,8 +1,8 @@
 //! Index benchmarks: HNSW recall and latency against exact search (SIFT10K), opening a large
 //! index, and the quality cost of storing rung blocks in f16 instead of f32 (SciFact).
 
-use crate::stats::{Latency, time_runs};
 use anyhow::{Context, Result};
+use barista_bench::stats::{Latency, time_runs};
 use barista_datasets::beir::{read_corpus, read_qrels, read_queries};
 use barista_datasets::vecs::read_fvecs;
 use barista_engine::metrics::{Run, mean_over_judged, ndcg_at};

@@ -4,7 +4,7 @@
 mod cascade_bench;
 mod encoder_bench;
 mod index_bench;
-mod stats;
+mod peers_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +30,9 @@ enum Command {
     IndexOpen(index_bench::OpenArgs),
     /// Quality of rung blocks stored in f16 against f32 (nDCG@10, overlap) on SciFact.
     Storage(index_bench::StorageArgs),
+    /// Barista's HNSW graph against FAISS and hnswlib on the same vectors (queries/s at a
+    /// recall@10 target).
+    Peers(peers_bench::PeersArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Frontier(args) => cascade_bench::frontier(&args),
         Command::IndexOpen(args) => index_bench::open(&args),
         Command::Storage(args) => index_bench::storage(&args),
+        Command::Peers(args) => peers_bench::peers(&args),
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 pub struct Latency {
     /// Median.
     pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
     /// Mean.
@@ -16,13 +18,16 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Summarises `samples` (any order).
+    /// Summarises `samples` (any order; at least one).
     pub fn of(samples: &mut [Duration]) -> Latency {
+        assert!(!samples.is_empty(), "latency of no samples");
         samples.sort_unstable();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let at = |q: f64| ms(samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]);
+        // Nearest rank: the smallest sample with at least a share q of the samples at or below it.
+        let at = |q: f64| ms(samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]);
         Latency {
             p50_ms: at(0.50),
+            p95_ms: at(0.95),
             p99_ms: at(0.99),
             mean_ms: samples.iter().map(|d| ms(*d)).sum::<f64>() / samples.len() as f64,
             runs: samples.len(),
@@ -43,4 +48,20 @@ pub fn time_runs(warmup: usize, runs: usize, mut f: impl FnMut()) -> Latency {
         })
         .collect();
     Latency::of(&mut samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        samples.reverse();
+        let l = Latency::of(&mut samples);
+        assert_eq!((l.p50_ms, l.p95_ms, l.p99_ms, l.runs), (50.0, 95.0, 99.0, 100));
+        assert!((l.mean_ms - 50.5).abs() < 1e-9);
+        let one = Latency::of(&mut [Duration::from_millis(7)]);
+        assert_eq!((one.p50_ms, one.p99_ms), (7.0, 7.0));
+    }
 }

@@ -33,10 +33,8 @@ pub(crate) fn unzip(archive: &Path, into: &Path) -> Result<()> {
         .map_err(|e| damaged(archive, format!("not a readable zip archive: {e}")))?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| damaged(archive, format!("entry {i}: {e}")))?;
-        let name = entry
-            .name()
-            .map_err(|e| damaged(archive, format!("entry {i} has an unreadable name: {e}")))?
-            .into_owned();
+        let name =
+            entry.name().map_err(|e| damaged(archive, format!("entry {i} has an unreadable name: {e}")))?.into_owned();
         let Some(relative) = contained(Path::new(&name)) else {
             return Err(damaged(archive, format!("entry {name:?} would be written outside the target folder")));
         };
@@ -64,7 +62,8 @@ pub(crate) fn untar_gz(archive: &Path, into: &Path) -> Result<()> {
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = entry.path().map_err(|e| damaged(archive, format!("an entry has an unreadable name: {e}")))?.into_owned();
+        let name =
+            entry.path().map_err(|e| damaged(archive, format!("an entry has an unreadable name: {e}")))?.into_owned();
         let Some(relative) = contained(&name) else {
             return Err(damaged(archive, format!("entry {name:?} would be written outside the target folder")));
         };
@@ -124,7 +123,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("a.tar.gz");
         {
-            let gz = flate2::write::GzEncoder::new(std::fs::File::create(&archive).unwrap(), flate2::Compression::fast());
+            let gz =
+                flate2::write::GzEncoder::new(std::fs::File::create(&archive).unwrap(), flate2::Compression::fast());
             let mut tar = tar::Builder::new(gz);
             let mut header = tar::Header::new_gnu();
             header.set_size(5);

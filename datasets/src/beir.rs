@@ -150,7 +150,8 @@ mod tests {
         assert!(err.contains("corpus.jsonl:4") && err.contains("_id"), "{err}");
         // Invalid UTF-8 inside a string costs one replacement character, not the file; a null
         // title reads as empty.
-        std::fs::write(&path, b"{\"_id\": \"m\", \"title\": null, \"text\": \"caf\xe9 \xc3\xa9t\xc3\xa9\"}\r\n").unwrap();
+        std::fs::write(&path, b"{\"_id\": \"m\", \"title\": null, \"text\": \"caf\xe9 \xc3\xa9t\xc3\xa9\"}\r\n")
+            .unwrap();
         let doc = read_corpus(&path).unwrap().next().unwrap().unwrap();
         assert_eq!((doc.title.as_str(), doc.text.as_str()), ("", "caf\u{fffd} \u{e9}t\u{e9}"));
     }

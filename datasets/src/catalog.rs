@@ -135,8 +135,14 @@ pub fn entries() -> Vec<Entry> {
             description: format!("TREC Deep Learning {year} passage ranking over the MS MARCO passages (graded)"),
             recipe: Recipe::MsMarco {
                 collection: msmarco_collection(),
-                queries: Part::Gzip(Remote::new(&format!("{MSMARCO_BASE}/msmarco-test{year}-queries.tsv.gz"), queries_md5)),
-                qrels: Part::Plain(Remote::new(&format!("https://trec.nist.gov/data/deep/{year}qrels-pass.txt"), qrels_md5)),
+                queries: Part::Gzip(Remote::new(
+                    &format!("{MSMARCO_BASE}/msmarco-test{year}-queries.tsv.gz"),
+                    queries_md5,
+                )),
+                qrels: Part::Plain(Remote::new(
+                    &format!("https://trec.nist.gov/data/deep/{year}qrels-pass.txt"),
+                    qrels_md5,
+                )),
             },
         });
     }
@@ -244,7 +250,14 @@ pub fn install(entry: &Entry, cache: &Cache, progress: Progress<'_>) -> Result<D
 }
 
 /// The local path of one part of an MS MARCO-style data set, fetching it when needed.
-fn part(part: &Part, collection: &Path, own: &Path, name: &str, cache: &Cache, progress: Progress<'_>) -> Result<PathBuf> {
+fn part(
+    part: &Part,
+    collection: &Path,
+    own: &Path,
+    name: &str,
+    cache: &Cache,
+    progress: Progress<'_>,
+) -> Result<PathBuf> {
     let (remote, gzip) = match part {
         Part::InCollection(file) => return Ok(collection.join(file)),
         Part::Plain(remote) => (remote, false),

@@ -166,7 +166,8 @@ fn download(remote: &Remote, partial: &Path, progress: Progress<'_>) -> Result<(
     let mut buffer = vec![0u8; 1 << 16];
     let mut done = 0u64;
     loop {
-        let n = reader.read(&mut buffer).map_err(|e| fail(format!("the download broke off after {done} bytes: {e}")))?;
+        let n =
+            reader.read(&mut buffer).map_err(|e| fail(format!("the download broke off after {done} bytes: {e}")))?;
         if n == 0 {
             break;
         }

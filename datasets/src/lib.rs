@@ -125,10 +125,7 @@ fn pick(dir: &Path, exact: &str, matches: impl Fn(&str) -> bool, pattern: &str, 
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.file_name().and_then(|n| n.to_str()).is_some_and(&matches)
-        })
+        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(&matches))
         .collect();
     found.sort();
     match found.len() {
@@ -166,7 +163,10 @@ impl DataSet {
             Format::Beir => {
                 for file in ["corpus.jsonl", "queries.jsonl"] {
                     if !dir.join(file).is_file() {
-                        return Err(missing(&dir.join(file), "a BEIR folder needs corpus.jsonl, queries.jsonl and qrels/"));
+                        return Err(missing(
+                            &dir.join(file),
+                            "a BEIR folder needs corpus.jsonl, queries.jsonl and qrels/",
+                        ));
                     }
                 }
                 Ok(DataSet::Beir(dir.to_path_buf()))

@@ -5,8 +5,8 @@
 //! and decoded lossily, so a bad byte never stops a 8.8M-line read.
 
 use crate::beir::{Qrels, Query};
-use crate::{Document, Error, Result};
 use crate::lines::read_lines;
+use crate::{Document, Error, Result};
 use std::path::Path;
 
 fn two_fields(path: &Path, number: usize, line: &str, what: &str) -> Result<(String, String)> {

@@ -70,6 +70,32 @@ pub fn read_ivecs(path: &Path) -> Result<Vectors<i32>> {
     read_vecs(path, i32::from_le_bytes)
 }
 
+fn write_vecs<T: Copy>(path: &Path, vectors: &Vectors<T>, encode: fn(T) -> [u8; 4]) -> Result<()> {
+    let dim = i32::try_from(vectors.dim).map_err(|_| Error::Malformed {
+        path: path.to_path_buf(),
+        line: 0,
+        message: format!("dimension {} does not fit the format", vectors.dim),
+    })?;
+    let mut bytes = Vec::with_capacity(vectors.len() * (4 + 4 * vectors.dim));
+    for i in 0..vectors.len() {
+        bytes.extend_from_slice(&dim.to_le_bytes());
+        for &v in vectors.row(i) {
+            bytes.extend_from_slice(&encode(v));
+        }
+    }
+    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+/// Writes an `.fvecs` file.
+pub fn write_fvecs(path: &Path, vectors: &Vectors<f32>) -> Result<()> {
+    write_vecs(path, vectors, f32::to_le_bytes)
+}
+
+/// Writes an `.ivecs` file.
+pub fn write_ivecs(path: &Path, vectors: &Vectors<i32>) -> Result<()> {
+    write_vecs(path, vectors, i32::to_le_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +114,12 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let v = read_fvecs(&path).unwrap();
         assert_eq!((v.dim, v.len(), v.row(1)), (2, 2, &[3.0, 4.0][..]));
+        let copy = dir.path().join("y.fvecs");
+        write_fvecs(&copy, &v).unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), bytes);
+        let ids = Vectors { dim: 3, data: vec![1, 2, 3, -4, 5, 6] };
+        write_ivecs(&dir.path().join("z.ivecs"), &ids).unwrap();
+        assert_eq!(read_ivecs(&dir.path().join("z.ivecs")).unwrap(), ids);
         std::fs::write(&path, &bytes[..bytes.len() - 2]).unwrap();
         assert!(read_fvecs(&path).unwrap_err().to_string().contains("x.fvecs:2"));
     }

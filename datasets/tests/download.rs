@@ -1,6 +1,8 @@
 //! Installing data sets by name over real HTTP: a loopback server serves archives built from
 //! the shared SciFact and DL19 files, as the public hosts would.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
 use barista_datasets::catalog::{Entry, Part, Recipe, install};
 use barista_datasets::download::{Cache, Remote, md5_of_file};
 use barista_datasets::{DataSet, Format};
@@ -67,7 +69,10 @@ impl Server {
     }
 
     fn serve(&self, path: &str, body: Vec<u8>) -> Remote {
-        self.routes.lock().unwrap().insert(path.to_string(), Reply { status: 200, body: body.clone(), claimed_len: None });
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), Reply { status: 200, body: body.clone(), claimed_len: None });
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, &body).unwrap();
@@ -207,7 +212,9 @@ fn installs_an_ms_marco_style_set_from_a_collection_archive_and_two_files() {
         recipe: Recipe::MsMarco {
             collection: server.serve("/collectionandqueries.tar.gz", tar_gz),
             queries: Part::Gzip(server.serve("/test2019-queries.tsv.gz", queries_gz.finish().unwrap())),
-            qrels: Part::Plain(server.serve("/2019qrels-pass.txt", std::fs::read(format!("{DL19}/qrels.tsv")).unwrap())),
+            qrels: Part::Plain(
+                server.serve("/2019qrels-pass.txt", std::fs::read(format!("{DL19}/qrels.tsv")).unwrap()),
+            ),
         },
     };
     let data = install(&entry, &cache, &quiet).unwrap();

@@ -39,6 +39,10 @@ enum Command {
     /// Serve an index over HTTP (REST API).
     #[command(after_help = serve::EXAMPLES)]
     Serve(serve::Args),
+    /// Evaluate on a BEIR or MS MARCO data set: nDCG@10, MRR@10, recall, latency and QPS of
+    /// the exact search, each rung alone and the cascade profiles, with TREC run files.
+    #[command(after_help = barista_bench::evaluate::EXAMPLES)]
+    Bench(barista_bench::evaluate::Args),
 }
 
 /// Runs the parsed command.
@@ -50,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Info(args) => info::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => barista_bench::evaluate::run(&args),
     }
 }
 

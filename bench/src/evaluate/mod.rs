@@ -1,0 +1,222 @@
+//! `barista bench`: index a data set (or reuse an index), run every judged query through the
+//! exhaustive search, each rung alone, the cascade profiles and any explicit stage plans, and
+//! report retrieval quality (trec_eval conventions), latency, throughput and time per stage,
+//! with TREC run files, a Markdown table, JSON and a quality-versus-latency plot.
+
+mod measure;
+mod report;
+
+use crate::indexing::{bar, build_or_open, engine_documents};
+use crate::plot::Kind;
+use anyhow::{Context, Result, bail};
+use barista_datasets::catalog::resolve;
+use barista_datasets::download::Cache;
+use barista_datasets::{DataSet, Format};
+use barista_engine::search::plan::{Shortlist, Stage};
+use barista_engine::{CreateOptions, Engine, SearchRequest, StagePlan};
+use std::path::{Path, PathBuf};
+
+pub use measure::{Measured, StageTime};
+pub use report::{Report, RowResult, at_level, overlap_at, write_run};
+
+/// Arguments of `barista bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Model folder or Hugging Face id (with a reused --index: the model it was built with,
+    /// which is checked).
+    #[arg(long)]
+    pub model: String,
+    /// Data set: a BEIR or MS MARCO folder, or a public data set's name (for example scifact,
+    /// nfcorpus, trec-dl-2019-passage), downloaded into the cache on first use.
+    #[arg(long)]
+    pub dataset: String,
+    /// Layout of a --dataset folder (default: recognised by its files).
+    #[arg(long, value_parser = parse_format, value_name = "beir|msmarco")]
+    pub format: Option<Format>,
+    /// Judgement split to evaluate (BEIR: a file in qrels/; MS MARCO folders have one).
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Named profiles to compare (exact is always run: it is the reference).
+    #[arg(long, value_delimiter = ',', default_value = "exact,balanced,fast")]
+    pub profiles: Vec<String>,
+    /// An explicit stage plan to compare as well, e.g. "3,96:2000:scan 5,256:300 6,384:10"
+    /// (repeatable; keeps are raised to --depth where smaller).
+    #[arg(long = "plan", value_name = "STAGES")]
+    pub plans: Vec<String>,
+    /// Skip the rows that search each smaller rung alone, exhaustively.
+    #[arg(long)]
+    pub no_rungs: bool,
+    /// Index folder: reused when it exists (same model and document count, checked), built
+    /// there otherwise. Without it a temporary index is built and deleted.
+    #[arg(long, value_name = "DIR")]
+    pub index: Option<PathBuf>,
+    /// Results per query (the run files' depth; Recall@1000 needs 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub depth: usize,
+    /// Client threads for the concurrent throughput measurement (default: the CPU count).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Smallest grade that counts as relevant for MRR and recall (TREC DL uses 2); nDCG
+    /// always uses the graded judgements.
+    #[arg(long, default_value_t = 1)]
+    pub min_grade: i32,
+    /// Each throughput pass repeats the query list for at least this long (seconds).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub min_seconds: f64,
+    /// Evaluate only the first N judged queries.
+    #[arg(long, value_name = "N")]
+    pub max_queries: Option<usize>,
+    /// Folder for run files, report.md, results.json and the plot (default:
+    /// barista-bench/<data set>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the results as JSON (per row: ndcg@10, mrr@10, recall@100, recall@1000, latency,
+    /// qps, stages) instead of the Markdown table.
+    #[arg(long)]
+    pub json: bool,
+    /// Where downloaded data sets are kept (default: $BARISTA_CACHE_DIR, else ~/.cache/barista).
+    #[arg(long, value_name = "DIR", env = "BARISTA_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+/// Examples for `barista bench --help`.
+pub const EXAMPLES: &str = "Examples:
+  barista bench --model ../shared/models/minilm-l6-2d --dataset ../shared/datasets/scifact
+  barista bench --model ../shared/models/minilm-l6-2d --dataset ../shared/datasets/msmarco-dl19-subset \\
+      --min-grade 2 --index /tmp/dl19 --json
+  barista bench --model ielabgroup/Starbucks-msmarco --dataset nfcorpus --profiles exact,fast \\
+      --plan '4,64:2000:scan 12,768:10'";
+
+/// One row to measure: a label, its family and the request every query runs with.
+#[derive(Clone, Debug)]
+pub struct RowSpec {
+    /// Its label (`exact`, `rung 3,96`, `balanced`, `plan 1`).
+    pub label: String,
+    /// Its family (for the plot).
+    pub kind: Kind,
+    /// The request template (its query is replaced per query).
+    pub request: SearchRequest,
+}
+
+/// The rows `args` asks for, exact first.
+pub fn rows(engine: &Engine, args: &Args) -> Result<Vec<RowSpec>> {
+    let depth = args.depth;
+    let fixed = |profile: &str| SearchRequest {
+        adaptive: Some(false),
+        ..SearchRequest::text("").with_profile(profile).with_k(depth)
+    };
+    let staged = |stages: Vec<Stage>| SearchRequest {
+        stages: Some(stages),
+        adaptive: Some(false),
+        ..SearchRequest::text("").with_k(depth)
+    };
+    let mut rows = vec![RowSpec { label: "exact".into(), kind: Kind::Exact, request: fixed("exact") }];
+    let shape = engine.shape();
+    if !args.no_rungs {
+        for &rung in shape.rungs.iter().take(shape.rungs.len().saturating_sub(1)) {
+            let stage = Stage { rung, keep: depth, shortlist: Some(Shortlist::Scan) };
+            let label = format!("rung {},{}", rung.layer, rung.dim);
+            rows.push(RowSpec { label, kind: Kind::Rung, request: staged(vec![stage]) });
+        }
+    }
+    for profile in args.profiles.iter().map(|p| p.trim()).filter(|p| !p.is_empty() && *p != "exact") {
+        let request = fixed(profile);
+        engine.plan_for(&request).with_context(|| format!("profile '{profile}'"))?;
+        rows.push(RowSpec { label: profile.to_string(), kind: Kind::Profile, request });
+    }
+    for (i, text) in args.plans.iter().enumerate() {
+        let mut plan = StagePlan::parse(text).map_err(|e| anyhow::anyhow!("--plan '{text}': {e}"))?;
+        for stage in &mut plan.stages {
+            stage.keep = stage.keep.max(depth);
+        }
+        let request = staged(plan.stages);
+        engine.plan_for(&request).with_context(|| format!("--plan '{text}'"))?;
+        rows.push(RowSpec { label: format!("plan {}", i + 1), kind: Kind::Other, request });
+    }
+    Ok(rows)
+}
+
+fn dataset_name(what: &str) -> String {
+    let path = Path::new(what);
+    if path.exists() {
+        path.canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "data".into())
+    } else {
+        what.replace('/', "-")
+    }
+}
+
+/// Loads (downloading when named) the data set `args` names.
+pub fn load_dataset(args: &Args) -> Result<DataSet> {
+    let cache = match &args.cache_dir {
+        Some(dir) => Cache::new(dir),
+        None => Cache::default_location()?,
+    };
+    let download = bar(0, "download");
+    let data = resolve(&args.dataset, args.format, &cache, &|_, done, total| {
+        if let Some(total) = total {
+            download.set_length(total);
+        }
+        download.set_position(done);
+    });
+    download.finish_and_clear();
+    Ok(data?)
+}
+
+/// Runs `barista bench`.
+pub fn run(args: &Args) -> Result<()> {
+    if args.depth == 0 || args.depth > 10_000 {
+        bail!("--depth must be between 1 and 10000, not {}", args.depth);
+    }
+    if !(args.min_seconds >= 0.0 && args.min_seconds <= 3600.0) {
+        bail!("--min-seconds must be between 0 and 3600, not {}", args.min_seconds);
+    }
+    let min_time = std::time::Duration::from_secs_f64(args.min_seconds);
+    let data = load_dataset(args)?;
+    let name = dataset_name(&args.dataset);
+    let (mut queries, qrels) = data.judged_queries(&args.split)?;
+    if let Some(max) = args.max_queries {
+        queries.truncate(max);
+    }
+    if queries.is_empty() {
+        bail!("{} has no judged queries in split '{}'", args.dataset, args.split);
+    }
+    eprintln!("counting documents…");
+    let total = data.documents()?.count();
+    let temporary;
+    let index_dir = match &args.index {
+        Some(dir) => dir.clone(),
+        None => {
+            temporary = tempfile::Builder::new().prefix("barista-bench-").tempdir()?;
+            eprintln!("indexing into a temporary folder (pass --index DIR to keep the index for later runs)");
+            temporary.path().join("index")
+        }
+    };
+    let engine = build_or_open(&index_dir, &CreateOptions::new(&args.model), engine_documents(&data)?, total)?;
+    let threads =
+        args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
+    let specs = rows(&engine, args)?;
+    eprintln!("{total} documents, {} judged queries ({}), {} rows", queries.len(), args.split, specs.len());
+    let mut measured = Vec::new();
+    for spec in &specs {
+        eprintln!("running {}", spec.label);
+        measured.push(measure::measure(&engine, &queries, spec, threads, min_time)?);
+    }
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("barista-bench").join(&name));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let report = Report::new(&name, &args.split, total, &queries, &qrels, args, threads, &specs, measured, &engine)?;
+    report.write(&out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        println!("{}", report.markdown());
+    }
+    eprintln!("run files, report.md, results.json and quality-latency.svg are in {}", out.display());
+    Ok(())
+}
