@@ -2,28 +2,17 @@
 //! index, and the quality cost of storing rung blocks in f16 instead of f32 (SciFact).
 
 use anyhow::{Context, Result};
+use barista_bench::indexing::bar;
 use barista_bench::stats::{Latency, time_runs};
 use barista_datasets::beir::{read_corpus, read_qrels, read_queries};
 use barista_datasets::vecs::read_fvecs;
 use barista_engine::metrics::{Run, mean_over_judged, ndcg_at};
 use barista_engine::{Encoder, EncoderOptions, TextKind};
 use barista_index::{ElementType, GraphParams, Index, IndexConfig, NewDocument, OpenOptions, Rung, StoredRung};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-fn bar(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
 
 /// Commits with a progress bar for the graph build.
 fn commit(writer: &mut barista_index::IndexWriter) -> Result<()> {

@@ -112,6 +112,15 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
             base.data.extend(block.row_f32(row));
         }
     }
+    if base.len() as u64 != snapshot.len() {
+        bail!(
+            "the index in {} has deleted documents ({} rows, {} live): the peers would search rows Barista skips; \
+             rebuild it or pass another --index-dir",
+            args.index_dir.display(),
+            base.len(),
+            snapshot.len()
+        );
+    }
     let queries = data.queries()?;
     let mut query_vectors = Vectors { dim: rung.dim, data: Vec::new() };
     for q in &queries {

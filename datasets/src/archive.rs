@@ -26,6 +26,30 @@ fn contained(name: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// Writes one archive entry named `name` (a file, or a folder when `is_dir`) below `into`,
+/// refusing names that would leave it.
+fn extract_entry(
+    archive: &Path,
+    into: &Path,
+    name: &Path,
+    is_dir: bool,
+    content: &mut dyn std::io::Read,
+) -> Result<()> {
+    let Some(relative) = contained(name) else {
+        return Err(damaged(archive, format!("entry {name:?} would be written outside the target folder")));
+    };
+    let target = into.join(relative);
+    if is_dir {
+        return std::fs::create_dir_all(&target).map_err(io(&target));
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let mut out = std::fs::File::create(&target).map_err(io(&target))?;
+    std::io::copy(content, &mut out).map_err(|e| damaged(archive, format!("entry {name:?}: {e}")))?;
+    Ok(())
+}
+
 /// Extracts every file of the zip archive `archive` into `into`.
 pub(crate) fn unzip(archive: &Path, into: &Path) -> Result<()> {
     let file = std::fs::File::open(archive).map_err(io(archive))?;
@@ -35,19 +59,8 @@ pub(crate) fn unzip(archive: &Path, into: &Path) -> Result<()> {
         let mut entry = zip.by_index(i).map_err(|e| damaged(archive, format!("entry {i}: {e}")))?;
         let name =
             entry.name().map_err(|e| damaged(archive, format!("entry {i} has an unreadable name: {e}")))?.into_owned();
-        let Some(relative) = contained(Path::new(&name)) else {
-            return Err(damaged(archive, format!("entry {name:?} would be written outside the target folder")));
-        };
-        let target = into.join(relative);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&target).map_err(io(&target))?;
-            continue;
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        let mut out = std::fs::File::create(&target).map_err(io(&target))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| damaged(archive, format!("entry {name:?}: {e}")))?;
+        let is_dir = entry.is_dir();
+        extract_entry(archive, into, Path::new(&name), is_dir, &mut entry)?;
     }
     Ok(())
 }
@@ -64,15 +77,7 @@ pub(crate) fn untar_gz(archive: &Path, into: &Path) -> Result<()> {
         }
         let name =
             entry.path().map_err(|e| damaged(archive, format!("an entry has an unreadable name: {e}")))?.into_owned();
-        let Some(relative) = contained(&name) else {
-            return Err(damaged(archive, format!("entry {name:?} would be written outside the target folder")));
-        };
-        let target = into.join(relative);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        let mut out = std::fs::File::create(&target).map_err(io(&target))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| damaged(archive, format!("entry {name:?}: {e}")))?;
+        extract_entry(archive, into, &name, false, &mut entry)?;
     }
     Ok(())
 }
