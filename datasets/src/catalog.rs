@@ -208,9 +208,15 @@ pub fn install(entry: &Entry, cache: &Cache, progress: Progress<'_>) -> Result<D
             let stem = zip.file.trim_end_matches(".zip");
             let unpacked = cache.datasets().join(stem);
             if !unpacked.is_dir() {
-                let archive = fetch(zip, cache, progress)?;
-                // BEIR zips hold one folder named after the data set: unpack beside it.
-                let outer = unpack_once(cache, &format!("{stem}.zip-contents"), &archive, archive::unzip)?;
+                // BEIR zips hold one folder named after the data set: unpack beside it (unless
+                // an interrupted earlier run already did).
+                let contents = format!("{stem}.zip-contents");
+                let outer = if cache.datasets().join(&contents).is_dir() {
+                    cache.datasets().join(&contents)
+                } else {
+                    let archive = fetch(zip, cache, progress)?;
+                    unpack_once(cache, &contents, &archive, archive::unzip)?
+                };
                 let inner = outer.join(stem);
                 let from = if inner.is_dir() { inner } else { outer.clone() };
                 std::fs::rename(&from, &unpacked).map_err(io(&unpacked))?;
