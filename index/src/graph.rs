@@ -310,14 +310,15 @@ impl SegmentGraph {
             return Vec::new();
         }
         let ef = ef.max(k).min(links.count);
+        let query = &kernels.prepare(block, query);
         // Greedy descent through the upper layers.
         let mut current = links.entry;
-        let mut current_score = kernels.score(block, query, current);
+        let mut current_score = kernels.score_prepared(block, query, current);
         for layer in (1..links.layers.len()).rev() {
             loop {
                 let mut moved = false;
                 for &n in links.neighbours(layer, current) {
-                    let s = kernels.score(block, query, n);
+                    let s = kernels.score_prepared(block, query, n);
                     if s > current_score {
                         (current, current_score) = (n, s);
                         moved = true;
@@ -352,7 +353,7 @@ impl SegmentGraph {
             fresh.clear();
             fresh.extend(links.neighbours(0, doc).iter().copied().filter(|&n| visit(n)));
             scores.resize(fresh.len(), 0.0);
-            kernels.score_rows(block, query, &fresh, &mut scores);
+            kernels.score_rows_prepared(block, query, &fresh, &mut scores);
             for (&n, &s) in fresh.iter().zip(&scores) {
                 let full = results.len() >= ef;
                 if !full || results.peek().is_some_and(|w| s > w.0) {

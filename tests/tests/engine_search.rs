@@ -165,7 +165,7 @@ fn bad_requests_are_refused_clearly() {
                 vectors: Some(vec![RungVector { layer: 6, dim: 384, vector: vec![0.1; 384] }]),
                 ..base.clone()
             },
-            "needs a query vector at rung (3,96)",
+            "needs a query vector at rung (4,128)",
         ),
         (
             SearchRequest {

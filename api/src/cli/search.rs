@@ -8,7 +8,7 @@ pub const EXAMPLES: &str = "\
 Examples:
   barista search --index scifact.idx \"vitamin D deficiency and depression\"
   barista search --index scifact.idx --profile exact --k 5 --json \"what causes myopia\"
-  barista search --index scifact.idx --stages \"3,96:3000:scan 4,128:500 6,384:10\" --json \"query\"";
+  barista search --index scifact.idx --stages \"4,128:1500:scan 5,256:500 6,384:10\" --json \"query\"";
 
 /// Arguments of `barista search`.
 #[derive(clap::Args, Debug)]

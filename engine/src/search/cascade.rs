@@ -214,13 +214,16 @@ fn top_addresses(hits: &[Hit], k: usize) -> Vec<barista_index::DocAddress> {
     sorted_top(hits, k).into_iter().map(|h| h.address).collect()
 }
 
-/// Below this many candidates, rescoring on one thread beats a fork.
-const PARALLEL_RESCORE: usize = 2048;
+/// Below this many values to read (candidates × dimensions), rescoring on one thread beats a
+/// fork. Scattered rows are read at memory latency, so a fork pays off early: from about 170
+/// rows of 384 dimensions.
+const PARALLEL_RESCORE: usize = 65_536;
 
 /// Rescoring split over the fork's parts.
 fn parallel_rescore(snapshot: &Snapshot, rung: usize, query: &[f32], hits: &mut [Hit], fork: &dyn Fork) -> Result<()> {
     let parts = fork.parts();
-    if parts == 1 || hits.len() < PARALLEL_RESCORE {
+    let dim = snapshot.config().rungs.get(rung).map_or(0, |r| r.rung.dim);
+    if parts == 1 || hits.len() * dim < PARALLEL_RESCORE {
         return Ok(snapshot.rescore(rung, query, hits)?);
     }
     let chunk = hits.len().div_ceil(parts);

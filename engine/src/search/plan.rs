@@ -66,9 +66,11 @@ impl StagePlan {
     ///   rung is also a point where adaptive stopping can end the query).
     /// - `fast`: a smaller shortlist, then straight to the largest rung.
     ///
-    /// Below [`SCAN_BELOW_DOCS`] documents the shortlist is an exhaustive scan of the middle rung
-    /// (3,000 candidates for `balanced`, 1,000 for `fast`); above, an HNSW search at the graph
-    /// rung (300 / 100 candidates), whose cost grows with the logarithm of the index.
+    /// Below [`SCAN_BELOW_DOCS`] documents the shortlist is an exhaustive scan: for `balanced`
+    /// of the third-largest rung (1,500 candidates, then 500 at the second-largest rung: the
+    /// small rungs of 2D Matryoshka models are weak and would need far longer shortlists), for
+    /// `fast` of the middle rung (1,000 candidates). Above, an HNSW search at the graph rung
+    /// (300 / 100 candidates), whose cost grows with the logarithm of the index.
     pub fn profile(name: &str, shape: &IndexShape, k: usize) -> Result<StagePlan> {
         let largest = *shape.rungs.last().ok_or_else(|| Error::InvalidRequest("the index stores no rungs".into()))?;
         let k = k.max(1);
@@ -79,16 +81,22 @@ impl StagePlan {
             (shape.rungs.len() - 1) / 2
         };
         let climb = &shape.rungs[start..];
+        let balanced_start = if graph { start } else { shape.rungs.len().saturating_sub(3) };
         let shortlist = |keep: usize| if graph { Shortlist::Graph { ef: keep } } else { Shortlist::Scan };
         let stages = match name {
             "exact" => vec![Stage { rung: largest, keep: k, shortlist: Some(Shortlist::Scan) }],
             "balanced" => {
-                let first = if graph { 300 } else { 3000 }.max(k);
+                let climb = &shape.rungs[balanced_start..];
                 climb
                     .iter()
                     .enumerate()
                     .map(|(i, &rung)| {
-                        let keep = if i + 1 == climb.len() { k } else { (first / (i * (i + 1)).max(1)).max(k) };
+                        let keep = match (graph, climb.len() - 1 - i) {
+                            (_, 0) => k,
+                            (true, _) => (300 / (i * (i + 1)).max(1)).max(k),
+                            (false, 1) => 500.max(k),
+                            (false, _) => 1500.max(k),
+                        };
                         Stage { rung, keep, shortlist: (i == 0).then(|| shortlist(keep)) }
                     })
                     .collect()
@@ -182,7 +190,7 @@ impl StagePlan {
             let keep = fields
                 .next()
                 .and_then(|f| f.parse().ok())
-                .ok_or_else(|| format!("stage '{part}': write LAYER,DIM:KEEP, for example 3,96:3000"))?;
+                .ok_or_else(|| format!("stage '{part}': write LAYER,DIM:KEEP, for example 4,128:1500"))?;
             let shortlist = match fields.next() {
                 None => None,
                 Some("scan") => Some(Shortlist::Scan),
@@ -239,7 +247,7 @@ mod tests {
     #[test]
     fn profiles_climb_from_a_scan_or_the_graph() {
         let b = StagePlan::profile("balanced", &shape(50_000), 10).unwrap();
-        assert_eq!(b.to_string(), "3,96:3000:scan 4,128:1500 5,256:500 6,384:10");
+        assert_eq!(b.to_string(), "4,128:1500:scan 5,256:500 6,384:10");
         let big = StagePlan::profile("balanced", &shape(5_000_000), 10).unwrap();
         assert_eq!(big.to_string(), "5,256:300:graph=300 6,384:10");
         let e = StagePlan::profile("exact", &shape(10), 7).unwrap();

@@ -4,11 +4,42 @@
 //! Stored vectors are compared by inner product: for cosine profiles they were normalised when
 //! encoded, so the inner product *is* the cosine.
 
+mod quantised;
+mod select;
+
+pub use quantised::QuantQuery;
+pub use select::{Scored, TopK, best_first, kth_largest, score_key, select_best};
+
 use crate::simd::{Elem, Isa, Simd};
 use crate::vectors::{BlockData, RungBlock};
 use half::f16;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use quantised::IntKernels;
+use select::at_least;
+
+/// A query ready for one block's rows: as given for f32 and f16 blocks, scaled and quantised
+/// for i8 blocks (see [`QuantQuery`]).
+#[derive(Clone, Debug)]
+pub enum Prepared<'q> {
+    /// The query itself.
+    Float(&'q [f32]),
+    /// The query quantised for an i8 block.
+    Quant(QuantQuery),
+}
+
+impl Prepared<'_> {
+    /// The query's number of dimensions.
+    pub fn len(&self) -> usize {
+        match self {
+            Prepared::Float(q) => q.len(),
+            Prepared::Quant(q) => q.values().len(),
+        }
+    }
+
+    /// Whether the query has no dimensions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Inner product of `q` with one row. The canonical order every path uses (single rows,
 /// batches, gathers): one accumulator over whole registers, the four-way horizontal sum, then
@@ -93,7 +124,7 @@ unsafe fn dot_gather<S: Simd, E: Elem>(q: &[f32], data: &[E], dim: usize, docs: 
 
 /// Hints the CPU to fetch `bytes` from `p` into cache (a no-op off x86-64).
 #[inline(always)]
-fn prefetch(p: *const u8, bytes: usize) {
+pub(crate) fn prefetch(p: *const u8, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -161,32 +192,6 @@ macro_rules! kernel_set {
             #[target_feature(enable = $features)]
             unsafe fn rows_f16_tf(q: &[f32], rows: &[f16], dim: usize, out: &mut [f32]) {
                 unsafe { dot_rows::<$simd, f16>(q, rows, dim, out) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn dot_i8_tf(q: &[f32], r: &[i8]) -> f32 {
-                unsafe { dot::<$simd, i8>(q, r) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn rows_i8_tf(q: &[f32], rows: &[i8], dim: usize, out: &mut [f32]) {
-                unsafe { dot_rows::<$simd, i8>(q, rows, dim, out) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn gather_i8_tf(q: &[f32], data: &[i8], dim: usize, docs: &[u32], out: &mut [f32]) {
-                unsafe { dot_gather::<$simd, i8>(q, data, dim, docs, out) }
-            }
-            pub(super) fn dot_i8(q: &[f32], r: &[i8]) -> f32 {
-                // SAFETY: see above.
-                unsafe { dot_i8_tf(q, r) }
-            }
-            pub(super) fn rows_i8(q: &[f32], rows: &[i8], dim: usize, out: &mut [f32]) {
-                // SAFETY: see above.
-                unsafe { rows_i8_tf(q, rows, dim, out) }
-            }
-            /// # Safety
-            /// Every doc must index a whole row.
-            pub(super) unsafe fn gather_i8(q: &[f32], data: &[i8], dim: usize, docs: &[u32], out: &mut [f32]) {
-                // SAFETY: see above, and the caller's contract.
-                unsafe { gather_i8_tf(q, data, dim, docs, out) }
             }
             #[target_feature(enable = $features)]
             unsafe fn gather_f32_tf(q: &[f32], data: &[f32], dim: usize, docs: &[u32], out: &mut [f32]) {
@@ -263,20 +268,6 @@ mod portable {
         // SAFETY: the caller's contract.
         unsafe { dot_gather::<Scalar, f32>(q, data, dim, docs, out) }
     }
-    pub(super) fn dot_i8(q: &[f32], r: &[i8]) -> f32 {
-        // SAFETY: as above.
-        unsafe { dot::<Scalar, i8>(q, r) }
-    }
-    pub(super) fn rows_i8(q: &[f32], rows: &[i8], dim: usize, out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { dot_rows::<Scalar, i8>(q, rows, dim, out) }
-    }
-    /// # Safety
-    /// Every doc must index a whole row.
-    pub(super) unsafe fn gather_i8(q: &[f32], data: &[i8], dim: usize, docs: &[u32], out: &mut [f32]) {
-        // SAFETY: the caller's contract.
-        unsafe { dot_gather::<Scalar, i8>(q, data, dim, docs, out) }
-    }
     /// # Safety
     /// Every doc must index a whole row.
     pub(super) unsafe fn gather_f16(q: &[f32], data: &[f16], dim: usize, docs: &[u32], out: &mut [f32]) {
@@ -300,9 +291,7 @@ pub struct Kernels {
     rows_f16: fn(&[f32], &[f16], usize, &mut [f32]),
     gather_f32: GatherFn<f32>,
     gather_f16: GatherFn<f16>,
-    dot_i8: fn(&[f32], &[i8]) -> f32,
-    rows_i8: fn(&[f32], &[i8], usize, &mut [f32]),
-    gather_i8: GatherFn<i8>,
+    int: IntKernels,
 }
 
 /// Scores the rows `docs` of a block into `out` (unsafe: the rows must exist).
@@ -329,9 +318,7 @@ impl Kernels {
                 rows_f16: avx512::rows_f16,
                 gather_f32: avx512::gather_f32,
                 gather_f16: avx512::gather_f16,
-                dot_i8: avx512::dot_i8,
-                rows_i8: avx512::rows_i8,
-                gather_i8: avx512::gather_i8,
+                int: if is_x86_feature_detected!("avx512bw") { IntKernels::avx512() } else { IntKernels::avx2() },
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Kernels {
@@ -343,9 +330,7 @@ impl Kernels {
                 rows_f16: avx2::rows_f16,
                 gather_f32: avx2::gather_f32,
                 gather_f16: avx2::gather_f16,
-                dot_i8: avx2::dot_i8,
-                rows_i8: avx2::rows_i8,
-                gather_i8: avx2::gather_i8,
+                int: IntKernels::avx2(),
             },
             _ => Kernels {
                 isa: Isa::Scalar,
@@ -356,9 +341,7 @@ impl Kernels {
                 rows_f16: portable::rows_f16,
                 gather_f32: portable::gather_f32,
                 gather_f16: portable::gather_f16,
-                dot_i8: portable::dot_i8,
-                rows_i8: portable::rows_i8,
-                gather_i8: portable::gather_i8,
+                int: IntKernels::portable(),
             },
         }
     }
@@ -373,34 +356,57 @@ impl Kernels {
         (self.l2)(a, b)
     }
 
+    /// Prepares `query` for scoring rows of `block` (for i8 blocks: scaled and quantised once;
+    /// callers that score many rows of one block for one query should prepare once).
+    pub fn prepare<'q>(&self, block: &RungBlock<'_>, query: &'q [f32]) -> Prepared<'q> {
+        match block.data {
+            BlockData::I8 { scales, .. } => Prepared::Quant(QuantQuery::new(query, scales)),
+            _ => Prepared::Float(query),
+        }
+    }
+
     /// Inner product of `query` with row `row` of `block`.
     pub fn score(&self, block: &RungBlock<'_>, query: &[f32], row: u32) -> f32 {
+        self.score_prepared(block, &self.prepare(block, query), row)
+    }
+
+    /// [`Kernels::score`] with a query prepared for this block by [`Kernels::prepare`].
+    pub fn score_prepared(&self, block: &RungBlock<'_>, query: &Prepared<'_>, row: u32) -> f32 {
         let (start, end) = (row as usize * block.dim, (row as usize + 1) * block.dim);
-        match block.data {
-            BlockData::F32(d) => (self.dot_f32)(query, &d[start..end]),
-            BlockData::F16(d) => (self.dot_f16)(query, &d[start..end]),
-            BlockData::I8 { data, scales } => with_scaled(query, scales, |q| (self.dot_i8)(q, &data[start..end])),
+        match (block.data, query) {
+            (BlockData::F32(d), Prepared::Float(q)) => (self.dot_f32)(q, &d[start..end]),
+            (BlockData::F16(d), Prepared::Float(q)) => (self.dot_f16)(q, &d[start..end]),
+            (BlockData::I8 { data, .. }, Prepared::Quant(q)) => q.score((self.int.dot)(q.values(), &data[start..end])),
+            _ => f32::NAN,
         }
     }
 
     /// Inner products of `query` with the given rows, into `out` (rows at or beyond the
     /// block's end score NaN).
     pub fn score_rows(&self, block: &RungBlock<'_>, query: &[f32], rows: &[u32], out: &mut [f32]) {
+        self.score_rows_prepared(block, &self.prepare(block, query), rows, out);
+    }
+
+    /// [`Kernels::score_rows`] with a query prepared for this block by [`Kernels::prepare`]
+    /// (a query prepared for another kind of block scores NaN).
+    pub fn score_rows_prepared(&self, block: &RungBlock<'_>, query: &Prepared<'_>, rows: &[u32], out: &mut [f32]) {
         let n = rows.len().min(out.len());
         if rows[..n].iter().any(|&r| r as usize >= block.count) || query.len() < block.dim {
             for (o, &row) in out.iter_mut().zip(rows) {
-                *o = if (row as usize) < block.count { self.score(block, query, row) } else { f32::NAN };
+                *o = if (row as usize) < block.count { self.score_prepared(block, query, row) } else { f32::NAN };
             }
             return;
         }
+        let (rows, out) = (&rows[..n], &mut out[..n]);
         // SAFETY: every row is inside the block (checked above).
         unsafe {
-            match block.data {
-                BlockData::F32(d) => (self.gather_f32)(query, d, block.dim, &rows[..n], &mut out[..n]),
-                BlockData::F16(d) => (self.gather_f16)(query, d, block.dim, &rows[..n], &mut out[..n]),
-                BlockData::I8 { data, scales } => {
-                    with_scaled(query, scales, |q| (self.gather_i8)(q, data, block.dim, &rows[..n], &mut out[..n]))
+            match (block.data, query) {
+                (BlockData::F32(d), Prepared::Float(q)) => (self.gather_f32)(q, d, block.dim, rows, out),
+                (BlockData::F16(d), Prepared::Float(q)) => (self.gather_f16)(q, d, block.dim, rows, out),
+                (BlockData::I8 { data, .. }, Prepared::Quant(q)) => {
+                    (self.int.gather)(q.values(), data, block.dim, rows, q.score(1), out)
                 }
+                _ => out.fill(f32::NAN),
             }
         }
     }
@@ -442,22 +448,22 @@ impl Kernels {
         if k == 0 || n == 0 || query.len() < block.dim {
             return Vec::new();
         }
-        // For i8 rows the scales are folded into the query once.
-        let scaled: Vec<f32> = match block.data {
-            BlockData::I8 { scales, .. } => query.iter().zip(scales).map(|(q, s)| q * s).collect(),
-            _ => Vec::new(),
-        };
+        let prepared = self.prepare(block, query);
         let score_into = |first: u32, out: &mut [f32]| {
             let (a, b) = (first as usize * block.dim, (first as usize + out.len()) * block.dim);
-            match block.data {
-                BlockData::F32(d) => (self.rows_f32)(query, &d[a..b], block.dim, out),
-                BlockData::F16(d) => (self.rows_f16)(query, &d[a..b], block.dim, out),
-                BlockData::I8 { data, .. } => (self.rows_i8)(&scaled, &data[a..b], block.dim, out),
+            match (block.data, &prepared) {
+                (BlockData::F32(d), _) => (self.rows_f32)(query, &d[a..b], block.dim, out),
+                (BlockData::F16(d), _) => (self.rows_f16)(query, &d[a..b], block.dim, out),
+                (BlockData::I8 { data, .. }, Prepared::Quant(q)) => {
+                    (self.int.rows)(q.values(), &data[a..b], block.dim, q.score(1), out)
+                }
+                (BlockData::I8 { .. }, Prepared::Float(_)) => out.fill(f32::NAN),
             }
         };
         if k > 64 {
-            // A large shortlist: score every row straight into one buffer, find the k-th best
-            // score by radix selection, keep what reaches it (linear; no per-row bookkeeping).
+            // A large shortlist: score every row straight into one buffer, find a score that at
+            // least k reach (from a sample), keep what reaches it, then the k best of those
+            // (linear; no per-row bookkeeping).
             let mut scores = vec![0f32; n];
             for (c, out) in scores.chunks_mut(CHUNK).enumerate() {
                 score_into(start + (c * CHUNK) as u32, out);
@@ -467,13 +473,7 @@ impl Kernels {
                     *score = f32::NAN;
                 }
             }
-            let threshold = order_key(kth_largest(&scores, k));
-            let mut kept: Vec<Scored> = Vec::with_capacity(k.min(n) + 16);
-            for (i, &score) in scores.iter().enumerate() {
-                if order_key(score) >= threshold && !score.is_nan() {
-                    kept.push(Scored { score, doc: start + i as u32 });
-                }
-            }
+            let mut kept = at_least(&scores, k, start);
             select_best(&mut kept, k);
             kept
         } else {
@@ -493,170 +493,6 @@ impl Kernels {
             }
             heap.into_unsorted()
         }
-    }
-}
-
-/// Runs `f` with `query ⊙ scales` (on the stack for usual sizes): scoring i8 rows against the
-/// scaled query equals scoring their dequantised values against the query.
-#[inline]
-fn with_scaled<R>(query: &[f32], scales: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
-    let n = query.len().min(scales.len());
-    if n <= 1024 {
-        let mut buffer = [0f32; 1024];
-        for ((b, q), s) in buffer.iter_mut().zip(query).zip(scales) {
-            *b = q * s;
-        }
-        f(&buffer[..n])
-    } else {
-        let scaled: Vec<f32> = query.iter().zip(scales).map(|(q, s)| q * s).collect();
-        f(&scaled)
-    }
-}
-
-/// Maps a score to a `u32` with the same order (NaN lowest).
-#[inline]
-fn order_key(score: f32) -> u32 {
-    let bits = score_key(score).to_bits();
-    if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 }
-}
-
-fn from_order_key(key: u32) -> f32 {
-    f32::from_bits(if key >> 31 == 1 { key & 0x7fff_ffff } else { !key })
-}
-
-/// The `k`-th largest of `scores` (NaN counts as lowest), by radix selection: three histogram
-/// passes over ever fewer values. `k` is clamped to `1..=len`; an empty slice gives -inf.
-pub fn kth_largest(scores: &[f32], k: usize) -> f32 {
-    if scores.is_empty() {
-        return f32::NEG_INFINITY;
-    }
-    let mut k = k.clamp(1, scores.len());
-    // The first pass reads the scores directly; later passes only the survivors.
-    let mut keys: Vec<u32> = Vec::new();
-    let mut prefix = 0u32;
-    for (pass, (shift, bits)) in [(21u32, 11u32), (10, 11), (0, 10)].into_iter().enumerate() {
-        let mut histogram = [0usize; 2048];
-        if pass == 0 {
-            for &score in scores {
-                histogram[(order_key(score) >> shift) as usize] += 1;
-            }
-        } else {
-            for &key in &keys {
-                histogram[((key >> shift) & ((1 << bits) - 1)) as usize] += 1;
-            }
-        }
-        let mut bucket = (1usize << bits) - 1;
-        loop {
-            if histogram[bucket] >= k || bucket == 0 {
-                break;
-            }
-            k -= histogram[bucket];
-            bucket -= 1;
-        }
-        prefix |= (bucket as u32) << shift;
-        let mask = !((1u32 << shift) - 1);
-        if pass == 0 {
-            keys = scores.iter().map(|&s| order_key(s)).filter(|&key| key & mask == prefix).collect();
-        } else {
-            keys.retain(|&key| key & mask == prefix);
-        }
-        if shift == 0 {
-            break;
-        }
-    }
-    from_order_key(prefix)
-}
-
-/// Keeps the `k` best of `items` (unordered), in linear time.
-pub fn select_best(items: &mut Vec<Scored>, k: usize) {
-    if items.len() > k {
-        if k > 0 {
-            items.select_nth_unstable_by(k - 1, best_first);
-        }
-        items.truncate(k);
-    }
-}
-
-/// A document number with its score.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Scored {
-    /// Score (higher is better).
-    pub score: f32,
-    /// Document number.
-    pub doc: u32,
-}
-
-/// Orders scores with NaN below everything (a NaN score is never "best").
-#[inline]
-pub fn score_key(score: f32) -> f32 {
-    if score.is_nan() { f32::NEG_INFINITY } else { score }
-}
-
-/// Best-first order: higher score, then lower document number (a total order, NaN last).
-pub fn best_first(a: &Scored, b: &Scored) -> Ordering {
-    score_key(b.score).total_cmp(&score_key(a.score)).then(a.doc.cmp(&b.doc))
-}
-
-/// Heap entry ordered so that the *worst* kept element is on top.
-struct Worst(Scored);
-impl PartialEq for Worst {
-    fn eq(&self, other: &Self) -> bool {
-        best_first(&self.0, &other.0) == Ordering::Equal
-    }
-}
-impl Eq for Worst {}
-impl PartialOrd for Worst {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Worst {
-    fn cmp(&self, other: &Self) -> Ordering {
-        best_first(&self.0, &other.0)
-    }
-}
-
-/// Keeps the `k` best of a stream of scored documents.
-pub struct TopK {
-    k: usize,
-    heap: BinaryHeap<Worst>,
-}
-
-impl TopK {
-    /// Keeps at most `k`.
-    pub fn new(k: usize) -> TopK {
-        TopK { k, heap: BinaryHeap::with_capacity(k.min(1 << 16) + 1) }
-    }
-
-    /// Whether a document with this score could enter (a cheap pre-check before `push`).
-    #[inline]
-    pub fn would_keep(&self, score: f32) -> bool {
-        self.k > 0
-            && (self.heap.len() < self.k || self.heap.peek().is_some_and(|w| score_key(score) >= score_key(w.0.score)))
-    }
-
-    /// Offers one.
-    pub fn push(&mut self, s: Scored) {
-        if self.heap.len() < self.k {
-            self.heap.push(Worst(s));
-        } else if let Some(worst) = self.heap.peek()
-            && best_first(&s, &worst.0) == Ordering::Less
-        {
-            self.heap.pop();
-            self.heap.push(Worst(s));
-        }
-    }
-
-    /// The kept ones, best first.
-    pub fn into_sorted(self) -> Vec<Scored> {
-        let mut v = self.into_unsorted();
-        v.sort_by(best_first);
-        v
-    }
-
-    /// The kept ones, in no particular order.
-    pub fn into_unsorted(self) -> Vec<Scored> {
-        self.heap.into_iter().map(|w| w.0).collect()
     }
 }
 
@@ -755,15 +591,32 @@ mod tests {
         let q = values(dim, 12);
         let i8_block = RungBlock { data: BlockData::I8 { data: &data, scales: &scales }, dim, count: 50 };
         let f32_block = RungBlock { data: BlockData::F32(&dequantised), dim, count: 50 };
+        // The query's i16 quantisation moves each product by at most half a step of
+        // max|q ⊙ scales| / 32767 times |row value| ≤ 127.
+        let step = q.iter().zip(&scales).map(|(a, s)| (a * s).abs()).fold(0f32, f32::max) / 32767.0;
+        let bound = dim as f32 * 127.0 * step / 2.0 + 1e-6;
         for row in [0u32, 17, 49] {
-            assert!((k.score(&i8_block, &q, row) - k.score(&f32_block, &q, row)).abs() < 1e-5);
+            let diff = (k.score(&i8_block, &q, row) - k.score(&f32_block, &q, row)).abs();
+            assert!(diff <= bound, "row {row}: {diff} > {bound}");
         }
         let a: Vec<u32> = k.top_k(&i8_block, &q, 5, |_| false).iter().map(|s| s.doc).collect();
         let b: Vec<u32> = k.top_k(&f32_block, &q, 5, |_| false).iter().map(|s| s.doc).collect();
         assert_eq!(a, b);
+        // Every path gives a row the same score, bit for bit, on every instruction set.
         let mut out = [0.0; 3];
         k.score_rows(&i8_block, &q, &[3, 4, 5], &mut out);
-        assert!((out[1] - k.score(&i8_block, &q, 4)).abs() < 1e-6);
+        assert_eq!(out[1], k.score(&i8_block, &q, 4));
+        let prepared = k.prepare(&i8_block, &q);
+        let scanned = k.top_k(&i8_block, &q, 50, |_| false);
+        for isa in Isa::supported() {
+            let other = Kernels::new(isa);
+            for s in &scanned {
+                assert_eq!(other.score(&i8_block, &q, s.doc), s.score, "{isa}");
+                assert_eq!(other.score_prepared(&i8_block, &prepared, s.doc), s.score, "{isa}");
+            }
+        }
+        // A query prepared for another kind of block scores NaN rather than garbage.
+        assert!(k.score_prepared(&f32_block, &prepared, 0).is_nan());
     }
 
     #[test]
