@@ -195,16 +195,7 @@ pub(crate) fn at_least(scores: &[f32], k: usize, start: u32) -> Vec<Scored> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-            })
-            .collect()
-    }
+    use crate::scan::tests::values;
 
     /// The k best by `best_first`, as a sorted list of docs.
     fn k_best(scores: &[f32], k: usize, start: u32) -> Vec<Scored> {
