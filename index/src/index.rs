@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::files::verify;
 use crate::filter::{Filter, Mask};
 use crate::manifest::{MANIFEST, Manifest, SegmentRecord};
-use crate::scan::{Kernels, Scored, score_key};
+use crate::scan::{Kernels, Prepared, Scored, score_key};
 use crate::segment::Segment;
 use crate::store::StoredDoc;
 use crate::tombstones::{self, Tombstones};
@@ -419,6 +419,9 @@ impl Snapshot {
         self.check_query(rung, query)?;
         let mut docs = Vec::with_capacity(256);
         let mut scores = Vec::with_capacity(256);
+        // One prepared query per segment (i8 blocks have their own scales), however the
+        // hits interleave the segments.
+        let mut prepared: Vec<Option<Prepared<'_>>> = (0..self.segments.len()).map(|_| None).collect();
         let mut start = 0;
         while start < hits.len() {
             // A run of hits in the same segment is scored with one gather.
@@ -431,7 +434,8 @@ impl Snapshot {
                 return Err(Error::InvalidInput(format!("no document {bad} in segment {segment} of this snapshot")));
             }
             scores.resize(docs.len(), 0.0);
-            self.kernels.score_rows(&block, query, &docs, &mut scores);
+            let query = prepared[segment as usize].get_or_insert_with(|| self.kernels.prepare(&block, query));
+            self.kernels.score_rows_prepared(&block, query, &docs, &mut scores);
             for (hit, &score) in hits[start..end].iter_mut().zip(&scores) {
                 hit.score = score;
             }

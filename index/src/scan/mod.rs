@@ -357,7 +357,9 @@ impl Kernels {
     }
 
     /// Prepares `query` for scoring rows of `block` (for i8 blocks: scaled and quantised once;
-    /// callers that score many rows of one block for one query should prepare once).
+    /// callers that score many rows of one block for one query should prepare once). The
+    /// result belongs to this block: another segment's block of the same rung has its own
+    /// scales and needs its own preparation.
     pub fn prepare<'q>(&self, block: &RungBlock<'_>, query: &'q [f32]) -> Prepared<'q> {
         match block.data {
             BlockData::I8 { scales, .. } => Prepared::Quant(QuantQuery::new(query, scales)),

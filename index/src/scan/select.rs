@@ -152,8 +152,10 @@ impl TopK {
 }
 
 /// Every `(score, start + i)` of `scores` that reaches a threshold at least `k` scores reach
-/// (NaN never does): a superset of the `k` best, usually only a few percent larger, found in
-/// one pass over `scores` plus a selection over a sample of them. Falls back to exact radix
+/// (NaN never does): a superset of the `k` best, found in one pass over `scores` plus a
+/// selection over a sample of them. The threshold is aimed four standard deviations of the
+/// sample below the k-th best, so the superset is some 10–30% larger for shortlists in the
+/// thousands and a few thousand long for short ones over large lists. Falls back to exact radix
 /// selection when the sample guessed too high (rare) or the list is short.
 pub(crate) fn at_least(scores: &[f32], k: usize, start: u32) -> Vec<Scored> {
     /// Aim for this many sampled scores.
