@@ -4,18 +4,10 @@
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
 use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use common::{barista, barista_command, shared};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn shared(relative: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
-    assert!(path.exists(), "shared material missing at {}", path.display());
-    path
-}
-
-fn barista(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_barista")).args(args).env_remove("BARISTA_CACHE_DIR").output().unwrap()
-}
 
 /// The first 400 DL19-subset passages, with the queries and judgements that concern them.
 fn slice(dir: &Path) -> PathBuf {
@@ -107,7 +99,7 @@ fn bench_reports_every_row_and_its_run_files_agree_with_an_independent_ndcg() {
         a
     };
     let run = |json: bool| {
-        let output = Command::new(env!("CARGO_BIN_EXE_barista")).args(args(json)).output().unwrap();
+        let output = barista_command().args(args(json)).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         (String::from_utf8(output.stdout).unwrap(), String::from_utf8_lossy(&output.stderr).into_owned())
     };
@@ -160,7 +152,7 @@ fn bench_reports_every_row_and_its_run_files_agree_with_an_independent_ndcg() {
     let lines: Vec<String> =
         std::fs::read_to_string(data.join("collection.tsv")).unwrap().lines().take(300).map(str::to_string).collect();
     std::fs::write(data.join("collection.tsv"), lines.join("\n") + "\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_barista")).args(args(true)).output().unwrap();
+    let output = barista_command().args(args(true)).output().unwrap();
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("holds 400 documents but the data set has 300"), "{err}");

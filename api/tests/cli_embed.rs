@@ -2,20 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
+mod common;
+
+use common::{barista_command, model};
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-fn model() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models/minilm-l6-2d");
-    assert!(path.is_dir(), "the shared model is missing at {}", path.display());
-    path.to_str().unwrap().to_string()
-}
-
+/// Runs `barista` with `args`, feeding it `stdin`.
 fn barista(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_barista"))
+    let mut child = barista_command()
         .args(args)
-        .env_remove("BARISTA_MODEL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,42 +2,17 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
+mod common;
+
+use common::{barista, barista_command, ok, scifact_jsonl, shared};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn shared(relative: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
-    assert!(path.exists(), "shared material missing at {}", path.display());
-    path
-}
-
-fn barista(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_barista"))
-        .args(args)
-        .env_remove("BARISTA_INDEX")
-        .env_remove("BARISTA_MODEL")
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    assert!(output.status.success(), "barista failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// 40 SciFact documents as Barista JSONL.
+/// 40 SciFact documents as Barista JSONL, with titles and metadata.
 fn corpus(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(shared("datasets/scifact/corpus.jsonl")).unwrap();
-    let mut out = String::new();
-    for line in text.lines().take(40) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let doc = serde_json::json!({"id": v["_id"], "text": v["text"], "title": v["title"], "metadata": {"n": 1}});
-        out.push_str(&doc.to_string());
-        out.push('\n');
-    }
-    let path = dir.join("docs.jsonl");
-    std::fs::write(&path, out).unwrap();
-    path
+    scifact_jsonl(dir, 40, |_, v, doc| {
+        doc.insert("title".into(), v["title"].clone());
+        doc.insert("metadata".into(), serde_json::json!({"n": 1}));
+    })
 }
 
 #[test]
@@ -103,19 +78,7 @@ fn beir_input_and_calibration() {
     std::fs::write(dir.path().join("queries.jsonl"), queries).unwrap();
     std::fs::write(dir.path().join("qrels.tsv"), qrels).unwrap();
     let index = dir.path().join("idx");
-    let model = shared("models/minilm-l6-2d");
-    let d = dir.path().to_str().unwrap();
-    ok(barista(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        d,
-        "--format",
-        "beir",
-        "--out",
-        index.to_str().unwrap(),
-    ]));
+    common::index(dir.path(), "beir", &index);
     let q = dir.path().join("queries.jsonl");
     let r = dir.path().join("qrels.tsv");
     let out = barista(&[
@@ -136,20 +99,6 @@ fn beir_input_and_calibration() {
     assert!(response["stopped_early"].is_boolean());
 }
 
-/// 300 SciFact documents as Barista JSONL.
-fn bigger_corpus(dir: &Path, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(shared("datasets/scifact/corpus.jsonl")).unwrap();
-    let mut out = String::new();
-    for line in text.lines().take(n) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        out.push_str(&serde_json::json!({"id": v["_id"], "text": v["text"]}).to_string());
-        out.push('\n');
-    }
-    let path = dir.join("docs.jsonl");
-    std::fs::write(&path, out).unwrap();
-    path
-}
-
 fn live_documents(index: &str) -> u64 {
     let json = ok(barista(&["info", "--index", index, "--json"]));
     serde_json::from_str::<serde_json::Value>(&json).unwrap()["documents"].as_u64().unwrap()
@@ -158,11 +107,11 @@ fn live_documents(index: &str) -> u64 {
 #[test]
 fn ctrl_c_keeps_what_was_committed_and_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
-    let input = bigger_corpus(dir.path(), 300);
+    let input = scifact_jsonl(dir.path(), 300, |_, _, _| {});
     let index = dir.path().join("idx");
     let model = shared("models/minilm-l6-2d");
     let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
-    let child = Command::new(env!("CARGO_BIN_EXE_barista"))
+    let child = barista_command()
         .args(["index", "--model", m, "--input", i, "--out", x, "--batch", "16", "--commit-every", "32"])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -173,7 +122,7 @@ fn ctrl_c_keeps_what_was_committed_and_resume_finishes() {
         assert!(started.elapsed() < std::time::Duration::from_secs(120), "indexing made no progress");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -198,19 +147,7 @@ fn msmarco_input_and_config_files() {
     let lines: Vec<&str> = text.lines().take(25).collect();
     std::fs::write(dir.path().join("collection.tsv"), lines.join("\n")).unwrap();
     let index = dir.path().join("idx");
-    let model = shared("models/minilm-l6-2d");
-    let d = dir.path().to_str().unwrap();
-    ok(barista(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        d,
-        "--format",
-        "msmarco",
-        "--out",
-        index.to_str().unwrap(),
-    ]));
+    common::index(dir.path(), "msmarco", &index);
     assert_eq!(live_documents(index.to_str().unwrap()), 25);
     let first_id = lines[0].split('\t').next().unwrap();
     let json = ok(barista(&[

@@ -5,37 +5,21 @@
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{barista_command, scifact_jsonl};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn shared(relative: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
-    assert!(path.exists(), "shared material missing at {}", path.display());
-    path
-}
-
 /// Builds an index of the first `n` SciFact documents (with a `lang` field) with the CLI.
 fn build_index(dir: &Path, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(shared("datasets/scifact/corpus.jsonl")).unwrap();
-    let mut jsonl = String::new();
-    for (i, line) in text.lines().take(n).enumerate() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        let lang = if i % 2 == 0 { "en" } else { "fr" };
-        jsonl.push_str(
-            &json!({"id": v["_id"], "text": v["text"], "title": v["title"], "metadata": {"lang": lang}}).to_string(),
-        );
-        jsonl.push('\n');
-    }
-    let input = dir.join("docs.jsonl");
-    std::fs::write(&input, jsonl).unwrap();
+    let input = scifact_jsonl(dir, n, |i, v, doc| {
+        doc.insert("title".into(), v["title"].clone());
+        doc.insert("metadata".into(), json!({"lang": if i % 2 == 0 { "en" } else { "fr" }}));
+    });
     let index = dir.join("idx");
-    let out = Command::new(env!("CARGO_BIN_EXE_barista"))
-        .args(["index", "--model", shared("models/minilm-l6-2d").to_str().unwrap()])
-        .args(["--input", input.to_str().unwrap(), "--out", index.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    common::index(&input, "jsonl", &index);
     index
 }
 
@@ -46,7 +30,7 @@ struct Server {
 
 impl Server {
     fn start(index: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_barista"))
+        let mut child = barista_command()
             .args(["serve", "--index", index.to_str().unwrap(), "--addr", "127.0.0.1:0"])
             .args(extra)
             .env_remove("BARISTA_READ_KEY")

@@ -3,11 +3,25 @@
 
 mod common;
 
-use barista_index::{Error, Index, IndexConfig, NewDocument};
+use barista_index::{Error, Index, IndexConfig, IndexWriter, NewDocument};
 use common::{config, create, doc};
 
 fn cfg() -> IndexConfig {
     config(&[(1, 8), (2, 16), (3, 32)], &[1], 0)
+}
+
+/// A new index of [`cfg`] in a temporary directory (kept alive by the first value).
+fn fresh() -> (tempfile::TempDir, Index, IndexConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), cfg());
+    (dir, index, cfg())
+}
+
+/// Adds documents `{prefix}{i}` for every `i` in `range`, at `version`.
+fn add_many(w: &mut IndexWriter, c: &IndexConfig, prefix: &str, range: std::ops::Range<usize>, version: u64) {
+    for i in range {
+        w.add(doc(c, &format!("{prefix}{i}"), version)).unwrap();
+    }
 }
 
 fn ids(index: &Index) -> Vec<String> {
@@ -19,28 +33,20 @@ fn ids(index: &Index) -> Vec<String> {
 
 #[test]
 fn add_update_delete_compact_and_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
-    for i in 0..50 {
-        w.add(doc(&c, &format!("d{i}"), 0)).unwrap();
-    }
+    add_many(&mut w, &c, "d", 0..50, 0);
     assert!(index.snapshot().is_empty(), "nothing is visible before the commit");
     let info = w.commit().unwrap();
     assert_eq!((info.added, info.live, info.segments, info.generation), (50, 50, 1, 1));
 
     // Update 10, delete 5 (one of them just added), add 20 new.
-    for i in 0..10 {
-        w.add(doc(&c, &format!("d{i}"), 1)).unwrap();
-    }
+    add_many(&mut w, &c, "d", 0..10, 1);
     for i in 40..45 {
         assert!(w.delete(&format!("d{i}")).unwrap());
     }
     assert!(!w.delete("never-existed").unwrap());
-    for i in 50..70 {
-        w.add(doc(&c, &format!("d{i}"), 0)).unwrap();
-    }
+    add_many(&mut w, &c, "d", 50..70, 0);
     w.add(doc(&c, "short-lived", 0)).unwrap();
     assert!(w.delete("short-lived").unwrap());
     let info = w.commit().unwrap();
@@ -107,9 +113,7 @@ fn add_update_delete_compact_and_reopen() {
 
 #[test]
 fn deleting_everything_in_a_segment_drops_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (_dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
     w.add(doc(&c, "a", 0)).unwrap();
     w.commit().unwrap();
@@ -123,13 +127,9 @@ fn deleting_everything_in_a_segment_drops_it() {
 
 #[test]
 fn deleted_documents_are_filtered_from_the_graph() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (_dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
-    for i in 0..300 {
-        w.add(doc(&c, &format!("d{i}"), 0)).unwrap();
-    }
+    add_many(&mut w, &c, "d", 0..300, 0);
     w.commit().unwrap();
     let q = doc(&c, "d7", 0).vectors;
     let s = index.snapshot();
@@ -152,9 +152,7 @@ fn deleted_documents_are_filtered_from_the_graph() {
 
 #[test]
 fn bad_input_is_rejected_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (_dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
     w.add(doc(&c, "ok", 0)).unwrap();
     w.commit().unwrap();
@@ -180,9 +178,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
 
 #[test]
 fn one_writer_at_a_time_and_readers_see_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
     let other = Index::open(dir.path()).unwrap();
     assert!(matches!(other.writer(), Err(Error::Locked { .. })));
@@ -213,9 +209,7 @@ fn creating_where_something_exists_is_refused() {
 
 #[test]
 fn a_failed_commit_changes_nothing_and_can_be_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
     w.add(doc(&c, "a", 0)).unwrap();
     w.commit().unwrap();
@@ -235,9 +229,7 @@ fn a_failed_commit_changes_nothing_and_can_be_retried() {
 
 #[test]
 fn values_the_storage_cannot_hold_are_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (_dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
     let mut big_f16 = doc(&c, "x", 0);
     big_f16.vectors[1][0] = 70_000.0; // rung 1 is stored in f16 (max 65504)
@@ -250,13 +242,9 @@ fn values_the_storage_cannot_hold_are_rejected() {
 
 #[test]
 fn huge_k_and_ef_are_clamped() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (_dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
-    for i in 0..30 {
-        w.add(doc(&c, &format!("d{i}"), 0)).unwrap();
-    }
+    add_many(&mut w, &c, "d", 0..30, 0);
     w.commit().unwrap();
     let s = index.snapshot();
     let q = doc(&c, "q", 1).vectors;
@@ -266,9 +254,7 @@ fn huge_k_and_ef_are_clamped() {
 
 #[test]
 fn reloads_racing_commits_never_go_back_in_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (_dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -295,9 +281,7 @@ fn reloads_racing_commits_never_go_back_in_time() {
 
 #[test]
 fn a_lazy_snapshot_outlived_by_compaction_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), cfg());
-    let c = cfg();
+    let (dir, index, c) = fresh();
     let mut w = index.writer().unwrap();
     for round in 0..2 {
         for i in 0..10 {
