@@ -14,10 +14,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Commits with a progress bar for the graph build.
-fn commit(writer: &mut barista_index::IndexWriter) -> Result<()> {
+/// Writes `docs` as one segment, with a progress bar for the graph build.
+fn commit(writer: &barista_index::IndexWriter, docs: Vec<NewDocument>) -> Result<()> {
     let progress = bar(0, "graph");
-    writer.commit_with(&|_, done, total| {
+    writer.add_segment(docs, &|_, done, total| {
         progress.set_length(total as u64);
         progress.set_position(done as u64);
     })?;
@@ -87,20 +87,20 @@ pub fn hnsw(args: &HnswArgs) -> Result<()> {
             model: "sift".into(),
             profile: "{}".into(),
             rungs: vec![StoredRung { rung: Rung::new(0, base.dim), element: ElementType::F32 }],
-            graph: GraphParams { rung: 0, max_connections: args.m, ef_construction: args.ef_construction },
+            graph: GraphParams {
+                rung: 0,
+                max_connections: args.m,
+                ef_construction: args.ef_construction,
+                min_docs: 0,
+            },
         };
-        let index = Index::create(dir.path(), config)?;
-        let mut writer = index.writer()?;
-        for i in 0..base.len() {
-            writer.add(NewDocument {
-                id: i.to_string(),
-                text: None,
-                metadata: None,
-                vectors: vec![prepare(base.row(i))],
-            })?;
-        }
+        let index = Index::create(dir.path(), config.clone())?;
+        let writer = index.writer()?;
+        let docs = (0..base.len())
+            .map(|i| NewDocument::new(&config, i.to_string(), None, None, vec![prepare(base.row(i))]))
+            .collect::<Result<Vec<_>, _>>()?;
         let t = Instant::now();
-        commit(&mut writer)?;
+        commit(&writer, docs)?;
         report.build_seconds.insert(metric, t.elapsed().as_secs_f64());
         let snapshot = index.snapshot();
         let qs: Vec<Vec<f32>> = (0..queries.len()).map(|q| prepare(queries.row(q))).collect();
@@ -173,7 +173,7 @@ fn synthetic_config() -> IndexConfig {
         model: "synthetic".into(),
         profile: "{}".into(),
         rungs: rungs.iter().map(|&(l, d)| StoredRung { rung: Rung::new(l, d), element: ElementType::F16 }).collect(),
-        graph: GraphParams { rung: 1, max_connections: 16, ef_construction: 64 },
+        graph: GraphParams { rung: 1, max_connections: 16, ef_construction: 64, min_docs: 0 },
     }
 }
 
@@ -204,8 +204,9 @@ pub fn open(args: &OpenArgs) -> Result<()> {
     let config = synthetic_config();
     if !args.reuse {
         let index = Index::create(dir, config.clone())?;
-        let mut writer = index.writer()?;
+        let writer = index.writer()?;
         let progress = bar(args.docs as u64, "documents");
+        let mut docs = Vec::with_capacity(args.docs);
         for i in 0..args.docs {
             let vectors = config
                 .rungs
@@ -213,19 +214,20 @@ pub fn open(args: &OpenArgs) -> Result<()> {
                 .enumerate()
                 .map(|(r, s)| synthetic_vector((i * 8 + r) as u64, s.rung.dim))
                 .collect();
-            writer.add(NewDocument {
-                id: format!("doc-{i}"),
-                text: Some(format!("synthetic document {i}")),
-                metadata: None,
+            docs.push(NewDocument::new(
+                &config,
+                format!("doc-{i}"),
+                Some(format!("synthetic document {i}")),
+                None,
                 vectors,
-            })?;
+            )?);
             if i % 10_000 == 0 {
                 progress.set_position(i as u64);
             }
         }
         progress.finish_and_clear();
         let t = Instant::now();
-        commit(&mut writer)?;
+        commit(&writer, docs)?;
         eprintln!("built {} documents in {:.1} s (graph and files)", args.docs, t.elapsed().as_secs_f64());
     }
     let bytes: u64 = std::fs::read_dir(dir)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
@@ -303,17 +305,18 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
             rungs: rungs.iter().map(|r| StoredRung { rung: *r, element }).collect(),
             graph: GraphParams { rung: 1, ..GraphParams::default() },
         };
-        let index = Index::create(dir.path(), config)?;
-        let mut writer = index.writer()?;
+        let index = Index::create(dir.path(), config.clone())?;
+        let writer = index.writer()?;
         let mut d = 0;
+        let mut segment = Vec::with_capacity(docs.len());
         for batch in &embedded {
             for i in 0..batch.len() {
                 let vectors = (0..rungs.len()).map(|r| batch.vector(i, r).to_vec()).collect();
-                writer.add(NewDocument { id: docs[d].id.clone(), text: None, metadata: None, vectors })?;
+                segment.push(NewDocument::new(&config, docs[d].id.clone(), None, None, vectors)?);
                 d += 1;
             }
         }
-        commit(&mut writer)?;
+        commit(&writer, segment)?;
         let bytes = index.snapshot().manifest().segments.iter().map(|s| s.vectors.len).sum();
         let snapshot = index.snapshot();
         let mut per_rung = Vec::new();

@@ -1,6 +1,7 @@
 //! [`Engine`]: the library face of Barista — an index directory and the model that fills it,
 //! searched coarse to fine. `&self` everywhere, `Send + Sync`, no global state.
 
+use crate::document::{Document, DocumentBatch};
 use crate::encoder::{Encoder, EncoderOptions};
 use crate::error::{Error, Result};
 use crate::model::profile::{Profile, ProfileSpec};
@@ -9,54 +10,15 @@ use crate::search::cascade::{self, QuerySource, check_vectors, ms};
 use crate::search::plan::{IndexShape, StagePlan};
 use crate::search::request::{SearchHit, SearchRequest, SearchResponse};
 use crate::text::TextKind;
-use barista_index::{ElementType, GraphParams, Index, IndexConfig, IndexWriter, NewDocument, Rung, StoredRung};
+use barista_index::{
+    ElementType, GraphParams, Index, IndexConfig, IndexWriter, LogSummary, NewDocument, Op, Rung, SegmentInfo, Snapshot,
+    StoredRung, WriterOptions, WriterStats,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// A document to index.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Document {
-    /// External id (unique; adding an existing id replaces that document).
-    pub id: String,
-    /// The text to embed and store.
-    pub text: String,
-    /// A title, embedded before the text (BEIR convention) and stored in the metadata as
-    /// `"title"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// Any JSON object, stored and returned with hits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl Document {
-    /// The text the encoder sees.
-    pub fn passage(&self) -> String {
-        match self.title.as_deref().map(str::trim) {
-            Some(title) if !title.is_empty() => format!("{title} {}", self.text),
-            _ => self.text.clone(),
-        }
-    }
-
-    fn stored_metadata(&self) -> Result<Option<String>> {
-        let mut metadata = match &self.metadata {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::Object(m)) => Some(m.clone()),
-            Some(_) => {
-                return Err(Error::InvalidRequest(format!("document {:?}: metadata must be a JSON object", self.id)));
-            }
-        };
-        if let Some(title) = &self.title {
-            metadata.get_or_insert_with(Default::default).entry("title").or_insert_with(|| title.clone().into());
-        }
-        Ok(metadata.map(|m| serde_json::Value::Object(m).to_string()))
-    }
-}
 
 /// How to create an index for a model.
 #[derive(Clone, Debug)]
@@ -80,6 +42,10 @@ pub struct CreateOptions {
     pub max_connections: usize,
     /// HNSW construction candidate list size.
     pub ef_construction: usize,
+    /// Segments with fewer documents get no graph (they are scanned).
+    pub graph_min_docs: u64,
+    /// How writes are flushed and merged.
+    pub writer: WriterOptions,
 }
 
 impl CreateOptions {
@@ -95,6 +61,8 @@ impl CreateOptions {
             graph_rung: None,
             max_connections: graph.max_connections,
             ef_construction: graph.ef_construction,
+            graph_min_docs: graph.min_docs,
+            writer: WriterOptions::default(),
         }
     }
 }
@@ -109,6 +77,11 @@ pub struct OpenOptions {
     pub encoder: EncoderOptions,
     /// Leave HNSW graphs on disk until the first graph search.
     pub lazy_graphs: bool,
+    /// Take the index's writer now (a server: the log is recovered, leftovers of a crash are
+    /// removed and background flushes start at once) instead of at the first write.
+    pub write: bool,
+    /// How writes are flushed and merged.
+    pub writer: WriterOptions,
 }
 
 /// Identity of the model an index was built with, as stored in its manifest.
@@ -126,12 +99,33 @@ pub struct ModelRecord {
 pub struct WriteReport {
     /// Documents added or replaced.
     pub added: usize,
-    /// Documents deleted (replacements included).
+    /// Documents that existed and were deleted or replaced.
     pub deleted: usize,
     /// Live documents after the write.
     pub live: u64,
+    /// Where the write is in the index's history: the write-ahead log's sequence number of its
+    /// first operation (a later write has a larger one); for a bulk commit, the committed
+    /// generation.
+    pub sequence: u64,
+}
+
+/// What an index holds and what its writer is doing (`barista info`, `GET /stats`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IndexStats {
+    /// Live documents.
+    pub documents: u64,
+    /// Deleted documents still held by segments (dropped by merges).
+    pub deleted: u64,
     /// The committed generation.
     pub generation: u64,
+    /// The segments: committed ones, then the mutable ones written since the last flush.
+    pub segments: Vec<SegmentInfo>,
+    /// The writer's log, flushes and merges (when this process writes the index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer: Option<WriterStats>,
+    /// What opening found in the write-ahead log (when this process only reads it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSummary>,
 }
 
 /// Settings key of the stopping rule of a profile.
@@ -142,7 +136,22 @@ fn stop_key(profile: &str) -> String {
 struct Inner {
     encoder: Encoder,
     index: Index,
-    writer: Mutex<Option<IndexWriter>>,
+    writer_options: WriterOptions,
+    writer: Mutex<Option<Arc<IndexWriter>>>,
+    /// Documents staged for the next bulk commit.
+    staged: Mutex<Vec<NewDocument>>,
+}
+
+impl Inner {
+    fn new(encoder: Encoder, index: Index, writer_options: WriterOptions) -> Arc<Inner> {
+        Arc::new(Inner {
+            encoder,
+            index,
+            writer_options,
+            writer: Mutex::new(None),
+            staged: Mutex::new(Vec::new()),
+        })
+    }
 }
 
 /// An index and its model. Cheap to clone.
@@ -190,10 +199,11 @@ impl Engine {
                 rung: graph,
                 max_connections: options.max_connections,
                 ef_construction: options.ef_construction,
+                min_docs: options.graph_min_docs,
             },
         };
         let index = Index::create(dir, config)?;
-        Ok(Engine { inner: Arc::new(Inner { encoder, index, writer: Mutex::new(None) }) })
+        Ok(Engine { inner: Inner::new(encoder, index, options.writer.clone()) })
     }
 
     /// Opens an existing index and loads its model.
@@ -240,7 +250,11 @@ impl Engine {
                 record.fingerprint
             )));
         }
-        Ok(Engine { inner: Arc::new(Inner { encoder, index, writer: Mutex::new(None) }) })
+        let engine = Engine { inner: Inner::new(encoder, index, options.writer.clone()) };
+        if options.write {
+            engine.writer()?;
+        }
+        Ok(engine)
     }
 
     /// The encoder.
@@ -255,48 +269,37 @@ impl Engine {
 
     /// The shape plans are checked against, for the current snapshot.
     pub fn shape(&self) -> IndexShape {
-        let snapshot = self.inner.index.snapshot();
-        let config = snapshot.config();
-        IndexShape {
-            rungs: config.rungs.iter().map(|r| r.rung).collect(),
-            graph_rung: config.graph_rung(),
-            docs: snapshot.len(),
-        }
+        shape_of(&self.inner.index.snapshot())
     }
 
-    /// The plan a request runs (named profile or explicit stages; the last stage keeps `k`).
+    /// The plan a request runs on the current snapshot (named profile or explicit stages; the
+    /// last stage keeps `k`).
     pub fn plan_for(&self, request: &SearchRequest) -> Result<StagePlan> {
-        let shape = self.shape();
-        let mut plan = match &request.stages {
-            Some(stages) => StagePlan { stages: stages.clone() },
-            None => StagePlan::profile(request.profile.as_deref().unwrap_or("balanced"), &shape, request.k)?,
-        };
-        if let Some(last) = plan.stages.last_mut() {
-            last.keep = request.k;
-        }
-        plan.validate(&shape)?;
-        Ok(plan)
+        plan_in(request, &shape_of(&self.inner.index.snapshot()))
     }
 
     /// The fitted stopping rule of a profile, if the index has one.
     pub fn stop_rule(&self, profile: &str) -> Option<StopRule> {
-        let snapshot = self.inner.index.snapshot();
-        snapshot.manifest().setting(&stop_key(profile)).and_then(|json| serde_json::from_str(json).ok())
+        stop_rule_in(&self.inner.index.snapshot(), profile)
     }
 
-    /// Searches (see [`SearchRequest`]).
+    /// Searches (see [`SearchRequest`]). The whole search — planning, the stopping rule, the
+    /// cascade and fetching the hits — runs on one snapshot, whatever writes, flushes and
+    /// merges do meanwhile.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         let start = Instant::now();
         let _caller = self.inner.encoder.enter();
         if request.k == 0 || request.k > 10_000 {
             return Err(Error::InvalidRequest(format!("k must be between 1 and 10000, not {}", request.k)));
         }
-        let plan = self.plan_for(request)?;
+        let snapshot = self.inner.index.snapshot();
+        let shape = shape_of(&snapshot);
+        let plan = plan_in(request, &shape)?;
         let rule = match (request.adaptive, &request.stages) {
             (Some(false), _) => None,
             (adaptive, _) => {
                 let profile = request.profile.as_deref().unwrap_or("balanced");
-                let rule = self.stop_rule(profile).filter(|r| r.fits(&plan));
+                let rule = stop_rule_in(&snapshot, profile).filter(|r| r.fits(&plan));
                 if adaptive == Some(true) && rule.is_none() {
                     return Err(Error::InvalidRequest(format!(
                         "adaptive stopping needs thresholds calibrated for this plan; run `barista calibrate` for profile {profile}"
@@ -305,8 +308,7 @@ impl Engine {
                 rule
             }
         };
-        let outcome = self.run_cascade(request, &plan, rule.as_ref(), false)?;
-        let snapshot = self.inner.index.snapshot();
+        let outcome = self.run_cascade(request, &snapshot, &shape, &plan, rule.as_ref(), false)?;
         let t = Instant::now();
         let mut hits = Vec::with_capacity(outcome.hits.len());
         for hit in &outcome.hits {
@@ -334,12 +336,12 @@ impl Engine {
     fn run_cascade(
         &self,
         request: &SearchRequest,
+        snapshot: &Snapshot,
+        shape: &IndexShape,
         plan: &StagePlan,
         rule: Option<&StopRule>,
         trace: bool,
     ) -> Result<cascade::Outcome> {
-        let snapshot = self.inner.index.snapshot();
-        let shape = self.shape();
         let t = Instant::now();
         let mut source = match (&request.query, &request.vectors) {
             (Some(text), None) => {
@@ -365,8 +367,8 @@ impl Engine {
             _ => None,
         };
         let cascade = cascade::Cascade {
-            snapshot: &snapshot,
-            shape: &shape,
+            snapshot,
+            shape,
             plan,
             k: request.k,
             stop: rule,
@@ -382,96 +384,110 @@ impl Engine {
         Ok(outcome)
     }
 
-    fn writer(&self) -> Result<MutexGuard<'_, Option<IndexWriter>>> {
+    /// The index's writer, taken at the first write (or at open with [`OpenOptions::write`]).
+    pub fn writer(&self) -> Result<Arc<IndexWriter>> {
         let mut guard = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.inner.index.writer()?);
+        if let Some(writer) = guard.as_ref() {
+            return Ok(Arc::clone(writer));
         }
-        Ok(guard)
+        let writer = Arc::new(self.inner.index.writer_with(self.inner.writer_options.clone())?);
+        *guard = Some(Arc::clone(&writer));
+        Ok(writer)
     }
 
-    /// Encodes documents into index entries (no lock held).
-    fn prepare(&self, docs: &[Document]) -> Result<Vec<NewDocument>> {
+    /// Encodes a checked batch into index entries (no lock held).
+    fn encode(&self, batch: &DocumentBatch) -> Result<Vec<NewDocument>> {
         let config = self.inner.index.snapshot().config().clone();
         let rungs: Vec<Rung> = config.rungs.iter().map(|r| r.rung).collect();
-        for d in docs {
-            if d.id.is_empty() {
-                return Err(Error::InvalidRequest("a document id must not be empty".into()));
-            }
-        }
-        let passages: Vec<String> = docs.iter().map(Document::passage).collect();
-        let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
-        let embedded = self.inner.encoder.encode(&refs, TextKind::Passage, &rungs)?;
-        docs.iter()
+        let passages: Vec<&str> = batch.docs.iter().map(|d| d.passage.as_str()).collect();
+        let embedded = self.inner.encoder.encode(&passages, TextKind::Passage, &rungs)?;
+        batch
+            .docs
+            .iter()
             .enumerate()
             .map(|(i, d)| {
-                Ok(NewDocument {
-                    id: d.id.clone(),
-                    text: Some(d.text.clone()),
-                    metadata: d.stored_metadata()?,
-                    vectors: (0..rungs.len()).map(|r| embedded.vector(i, r).to_vec()).collect(),
-                })
+                let vectors = (0..rungs.len()).map(|r| embedded.vector(i, r).to_vec()).collect();
+                NewDocument::new(&config, d.id.clone(), Some(d.text.clone()), d.metadata.clone(), vectors).map_err(
+                    |e| Error::InvalidRequest(format!("document {:?} encodes to vectors the index refuses: {e}", d.id)),
+                )
             })
             .collect()
     }
 
-    /// Adds (or replaces) documents and commits: when this returns, they are durable and
-    /// searchable. All or nothing: an invalid document rejects the whole batch.
+    /// Adds (or replaces) documents: when this returns they are durable (in the write-ahead
+    /// log) and searchable. All or nothing: an invalid document rejects the whole batch, and a
+    /// failed write leaves no trace.
     pub fn add(&self, docs: &[Document]) -> Result<WriteReport> {
-        self.stage(docs)?;
-        self.commit_with(&|_, _, _| {})
+        self.add_batch(&DocumentBatch::check(docs)?)
     }
 
-    /// Encodes and buffers documents without committing (for bulk loads; see
-    /// [`Engine::commit_with`]). All or nothing.
+    /// [`Engine::add`] for a batch already checked.
+    pub fn add_batch(&self, batch: &DocumentBatch) -> Result<WriteReport> {
+        let encoded = self.encode(batch)?;
+        let writer = self.writer()?;
+        let info = writer.write(encoded.into_iter().map(Op::Upsert).collect())?;
+        Ok(WriteReport { added: info.added, deleted: info.existed, live: info.live, sequence: info.first_seq })
+    }
+
+    /// Encodes and stages documents for the next bulk commit ([`Engine::commit_with`]), which
+    /// writes them as one segment without the log (`barista index`). All or nothing; a later
+    /// copy of an id replaces an earlier one. Returns the documents staged.
     pub fn stage(&self, docs: &[Document]) -> Result<usize> {
-        let prepared = self.prepare(docs)?;
-        let mut guard = self.writer()?;
-        let writer = guard.as_mut().expect("writer opened above");
-        // Validate everything before buffering anything.
-        let config = self.inner.index.snapshot().config().clone();
-        for d in &prepared {
-            for (v, s) in d.vectors.iter().zip(&config.rungs) {
-                if v.len() != s.rung.dim || v.iter().any(|x| !x.is_finite()) {
-                    return Err(Error::InvalidRequest(format!("document {:?} encodes to an invalid vector", d.id)));
-                }
-            }
-        }
-        for d in prepared {
-            writer.add(d)?;
-        }
-        Ok(writer.pending())
+        let (batch, _repeated) = DocumentBatch::check_last_wins(docs)?;
+        let encoded = self.encode(&batch)?;
+        let mut staged = self.inner.staged.lock().unwrap_or_else(|e| e.into_inner());
+        staged.extend(encoded);
+        Ok(staged.len())
     }
 
-    /// Deletes documents by id and commits; returns how many existed.
-    pub fn delete(&self, ids: &[&str]) -> Result<WriteReport> {
-        let mut guard = self.writer()?;
-        let writer = guard.as_mut().expect("writer opened above");
-        let mut found = 0;
-        for id in ids {
-            if writer.delete(id)? {
-                found += 1;
-            }
-        }
-        let info = writer.commit()?;
-        Ok(WriteReport { added: info.added, deleted: found, live: info.live, generation: info.generation })
-    }
-
-    /// Commits buffered documents, reporting progress (`(step, done, total)`) of the graph build.
+    /// Writes the staged documents as one segment and commits it, reporting progress
+    /// (`(step, done, total)`) of the graph build.
     pub fn commit_with(&self, progress: barista_index::writer::Progress<'_>) -> Result<WriteReport> {
-        let mut guard = self.writer()?;
-        let writer = guard.as_mut().expect("writer opened above");
-        let added = writer.pending();
-        let info = writer.commit_with(progress)?;
-        Ok(WriteReport { added, deleted: info.deleted, live: info.live, generation: info.generation })
+        let writer = self.writer()?;
+        let staged = std::mem::take(&mut *self.inner.staged.lock().unwrap_or_else(|e| e.into_inner()));
+        let info = match writer.add_segment(staged, progress) {
+            Ok(info) => info,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(WriteReport { added: info.added, deleted: info.deleted, live: info.live, sequence: info.generation })
     }
 
-    /// Merges all segments into one.
+    /// Deletes documents by id; `deleted` counts those that existed. Durable when it returns.
+    pub fn delete(&self, ids: &[&str]) -> Result<WriteReport> {
+        let ops = ids
+            .iter()
+            .map(|id| Op::delete(*id).map_err(|e| Error::InvalidRequest(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let writer = self.writer()?;
+        let info = writer.write(ops)?;
+        Ok(WriteReport { added: 0, deleted: info.existed, live: info.live, sequence: info.first_seq })
+    }
+
+    /// Merges all segments into one (after flushing the mutable segment).
     pub fn compact(&self, progress: barista_index::writer::Progress<'_>) -> Result<WriteReport> {
-        let mut guard = self.writer()?;
-        let writer = guard.as_mut().expect("writer opened above");
-        let info = writer.compact_with(progress)?;
-        Ok(WriteReport { added: 0, deleted: 0, live: info.live, generation: info.generation })
+        let info = self.writer()?.compact_with(progress)?;
+        Ok(WriteReport { added: 0, deleted: 0, live: info.live, sequence: info.generation })
+    }
+
+    /// Writes the mutable segment out as an immutable one now (normally the background does).
+    pub fn flush(&self) -> Result<WriteReport> {
+        let info = self.writer()?.flush()?;
+        Ok(WriteReport { added: 0, deleted: 0, live: info.live, sequence: info.generation })
+    }
+
+    /// What the index holds, and what its writer is doing if this engine writes.
+    pub fn stats(&self) -> IndexStats {
+        let snapshot = self.inner.index.snapshot();
+        let segments = snapshot.segments();
+        let writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|w| w.stats());
+        IndexStats {
+            documents: snapshot.len(),
+            deleted: segments.iter().map(|s| u64::from(s.deleted)).sum(),
+            generation: snapshot.manifest().generation,
+            segments,
+            log: writer.is_none().then(|| self.inner.index.log_summary()),
+            writer,
+        }
     }
 
     /// A stored document by id.
@@ -507,19 +523,20 @@ impl Engine {
     ) -> Result<StopRule> {
         let k = 10;
         let request = SearchRequest::text("calibration").with_k(k).with_profile(profile);
-        let plan = self.plan_for(&request)?;
+        let snapshot = self.inner.index.snapshot();
+        let shape = shape_of(&snapshot);
+        let plan = plan_in(&request, &shape)?;
         if plan.stages.len() < 3 {
             return Err(Error::InvalidRequest(format!(
                 "profile {profile} has {} stages: nothing to stop early",
                 plan.stages.len()
             )));
         }
-        let snapshot = self.inner.index.snapshot();
         let mut traces = Vec::new();
         for (id, text) in queries {
             let Some(judged) = qrels.get(id) else { continue };
             let request = SearchRequest { query: Some(text.clone()), ..request.clone() };
-            let outcome = self.run_cascade(&request, &plan, None, true)?;
+            let outcome = self.run_cascade(&request, &snapshot, &shape, &plan, None, true)?;
             let stages = outcome
                 .trace
                 .iter()
@@ -532,10 +549,35 @@ impl Engine {
         }
         let rule = adaptive::fit(&plan, &traces, k, target);
         let json = serde_json::to_string(&rule).map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        let mut guard = self.writer()?;
-        let writer = guard.as_mut().expect("writer opened above");
-        writer.set_setting(&stop_key(profile), &json);
-        writer.commit()?;
+        self.writer()?.set_setting(&stop_key(profile), &json)?;
         Ok(rule)
     }
+}
+
+/// The shape plans are checked against, for one snapshot.
+fn shape_of(snapshot: &Snapshot) -> IndexShape {
+    let config = snapshot.config();
+    IndexShape {
+        rungs: config.rungs.iter().map(|r| r.rung).collect(),
+        graph_rung: config.graph_rung(),
+        docs: snapshot.len(),
+    }
+}
+
+/// The plan a request runs on an index of this shape.
+fn plan_in(request: &SearchRequest, shape: &IndexShape) -> Result<StagePlan> {
+    let mut plan = match &request.stages {
+        Some(stages) => StagePlan { stages: stages.clone() },
+        None => StagePlan::profile(request.profile.as_deref().unwrap_or("balanced"), shape, request.k)?,
+    };
+    if let Some(last) = plan.stages.last_mut() {
+        last.keep = request.k;
+    }
+    plan.validate(shape)?;
+    Ok(plan)
+}
+
+/// The fitted stopping rule of a profile stored in a snapshot's manifest.
+fn stop_rule_in(snapshot: &Snapshot, profile: &str) -> Option<StopRule> {
+    snapshot.manifest().setting(&stop_key(profile)).and_then(|json| serde_json::from_str(json).ok())
 }

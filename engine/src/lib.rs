@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod document;
 pub mod encoder;
 pub mod engine;
 pub mod error;
@@ -61,7 +62,8 @@ pub mod text;
 
 pub use barista_index::Rung;
 pub use encoder::{Embeddings, Encoder, EncoderOptions, QueryState, normalize};
-pub use engine::{CreateOptions, Document, Engine, OpenOptions, WriteReport};
+pub use document::{Document, DocumentBatch};
+pub use engine::{CreateOptions, Engine, IndexStats, OpenOptions, WriteReport};
 pub use error::{Error, Result};
 pub use kernels::Isa;
 pub use kernels::gemm::WeightPrecision;

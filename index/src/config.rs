@@ -91,11 +91,29 @@ pub struct GraphParams {
     pub max_connections: usize,
     /// Candidate list size while building.
     pub ef_construction: usize,
+    /// Segments with fewer documents get no graph: they are scanned (at the graph rung) even
+    /// when a plan asks for the graph, which below this size costs about what a walk does.
+    #[serde(default = "default_graph_min_docs")]
+    pub min_docs: u64,
+}
+
+/// Default of [`GraphParams::min_docs`].
+pub const DEFAULT_GRAPH_MIN_DOCS: u64 = 20_000;
+
+fn default_graph_min_docs() -> u64 {
+    DEFAULT_GRAPH_MIN_DOCS
 }
 
 impl Default for GraphParams {
     fn default() -> Self {
-        GraphParams { rung: 0, max_connections: 24, ef_construction: 200 }
+        GraphParams { rung: 0, max_connections: 24, ef_construction: 200, min_docs: DEFAULT_GRAPH_MIN_DOCS }
+    }
+}
+
+impl GraphParams {
+    /// Whether a segment of `docs` documents gets a graph.
+    pub fn wanted(&self, docs: usize) -> bool {
+        docs as u64 >= self.min_docs.max(1)
     }
 }
 

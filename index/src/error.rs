@@ -47,6 +47,16 @@ pub enum Error {
     /// A request that cannot be carried out as asked (wrong vector length, unknown rung, …).
     #[error("{0}")]
     InvalidInput(String),
+    /// The writer cannot take the write now (flushes are behind); retrying later will work.
+    #[error("{0}")]
+    Busy(String),
+    /// The writer hit a failure it cannot undo in this process (its log could not be rolled
+    /// back, or a commit reached the disk but could not be taken up): reopen the index.
+    #[error("{0}")]
+    Unusable(String),
+    /// The work was stopped because the writer is closing.
+    #[error("stopped: the index writer is closing")]
+    Cancelled,
 }
 
 /// Shorthand for results with the index's [`Error`].
@@ -63,5 +73,30 @@ impl Error {
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
         Error::Corrupt { path: path.into(), message: message.into() }
+    }
+
+    /// The same error again (for telling every request of a failed group commit).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { action, path, source } => Error::Io {
+                action,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Corrupt { path, message } => Error::Corrupt { path: path.clone(), message: message.clone() },
+            Error::Incompatible { path, message } => Error::Incompatible { path: path.clone(), message: message.clone() },
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
+            Error::Busy(m) => Error::Busy(m.clone()),
+            Error::Unusable(m) => Error::Unusable(m.clone()),
+            Error::Cancelled => Error::Cancelled,
+        }
+    }
+
+    /// Whether the error is a full disk (or a file-size limit): freeing space and retrying
+    /// will work.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, Error::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge | std::io::ErrorKind::QuotaExceeded))
     }
 }

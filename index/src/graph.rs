@@ -145,19 +145,22 @@ fn augment(v: &[f32], max_norm: f32) -> Vec<f32> {
 }
 
 impl SegmentGraph {
-    /// Builds the graph over `count` rows of `dim` values, reporting `(inserted, count)`.
-    /// Vectors must be finite with finite squared norms (the writer checks).
+    /// Builds the graph over `count` rows of `dim` values, reporting `(inserted, count)`;
+    /// `cancel` is asked between chunks of insertions and stops the build
+    /// ([`Error::Cancelled`]) when it answers true. Vectors must be finite with finite squared
+    /// norms (the writer checks).
     pub fn build(
         vectors: &[f32],
         dim: usize,
         params: &GraphParams,
         kernels: Kernels,
         progress: &dyn Fn(usize, usize),
+        cancel: &dyn Fn() -> bool,
     ) -> Result<SegmentGraph> {
         // hnsw_rs panics on NaN distances and some I/O failures: never let that take the
         // process down.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::build_inner(vectors, dim, params, kernels, progress)
+            Self::build_inner(vectors, dim, params, kernels, progress, cancel)
         }))
         .map_err(|panic| {
             let what =
@@ -166,7 +169,8 @@ impl SegmentGraph {
                 "the HNSW graph could not be built: {}",
                 what.unwrap_or_else(|| "hnsw_rs panicked".into())
             ))
-        })
+        })?
+        .ok_or(Error::Cancelled)
     }
 
     fn build_inner(
@@ -175,7 +179,8 @@ impl SegmentGraph {
         params: &GraphParams,
         kernels: Kernels,
         progress: &dyn Fn(usize, usize),
-    ) -> SegmentGraph {
+        cancel: &dyn Fn() -> bool,
+    ) -> Option<SegmentGraph> {
         let count = vectors.len() / dim.max(1);
         let max_norm =
             vectors.chunks_exact(dim).map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).fold(0.0f32, f32::max);
@@ -191,6 +196,9 @@ impl SegmentGraph {
         );
         let mut done = 0;
         for chunk in augmented.chunks(PROGRESS_CHUNK).enumerate() {
+            if cancel() {
+                return None;
+            }
             let (c, rows) = chunk;
             let batch: Vec<(&[f32], usize)> =
                 rows.iter().enumerate().map(|(i, v)| (v.as_slice(), c * PROGRESS_CHUNK + i)).collect();
@@ -201,7 +209,7 @@ impl SegmentGraph {
         let mut hnsw = hnsw;
         hnsw.set_searching_mode(true);
         let links = Links::extract(&hnsw, count).unwrap_or_else(|e| panic!("hnsw_rs built an inconsistent graph: {e}"));
-        SegmentGraph { links, built: Some(Box::new(hnsw)), max_norm, dim }
+        Some(SegmentGraph { links, built: Some(Box::new(hnsw)), max_norm, dim })
     }
 
     /// Dumps a freshly built graph as `dir/{basename}.hnsw.{graph,data}`, synced, and returns

@@ -5,15 +5,20 @@ use crate::config::IndexConfig;
 use crate::error::{Error, Result};
 use crate::files::verify;
 use crate::filter::{Filter, Mask};
-use crate::manifest::{MANIFEST, Manifest, SegmentRecord};
+use crate::graph::SegmentGraph;
+use crate::manifest::{MANIFEST, Manifest};
+use crate::mutable::MutableSegment;
+use crate::recovery::{self, LogSummary};
 use crate::scan::{Kernels, Prepared, Scored, score_key};
 use crate::segment::Segment;
 use crate::store::StoredDoc;
-use crate::tombstones::{self, Tombstones};
+use crate::tombstones::Tombstones;
 use crate::vectors::RungBlock;
+use crate::writer::DEFAULT_CAPACITY;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Where a document lives in a snapshot: a segment (by position) and a document number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,11 +53,25 @@ pub fn select_hits(hits: &mut Vec<Hit>, k: usize) {
     }
 }
 
-/// A segment of a snapshot with the tombstones of that snapshot.
+/// Where a segment's rows live.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// An immutable segment's files (mapped).
+    Disk(Arc<Segment>),
+    /// A mutable segment in memory (its first `docs` rows).
+    Memory(Arc<MutableSegment>),
+}
+
+/// A segment as one snapshot sees it: its rows and its deletions at that moment.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentView {
-    pub(crate) record: SegmentRecord,
-    pub(crate) segment: Arc<Segment>,
+    /// Segment number.
+    pub(crate) id: u64,
+    /// Rows (deleted ones included).
+    pub(crate) docs: u32,
+    /// Rows deleted.
+    pub(crate) deleted: u32,
+    pub(crate) source: Source,
     pub(crate) tombstones: Arc<Tombstones>,
 }
 
@@ -60,12 +79,57 @@ impl SegmentView {
     pub(crate) fn is_deleted(&self, doc: u32) -> bool {
         self.tombstones.get(doc as usize).is_some_and(|b| *b)
     }
+
+    pub(crate) fn live(&self) -> u32 {
+        self.docs - self.deleted
+    }
+
+    pub(crate) fn block(&self, rung: usize) -> RungBlock<'_> {
+        match &self.source {
+            Source::Disk(s) => s.block(rung),
+            Source::Memory(m) => m.block(rung, self.docs as usize),
+        }
+    }
+
+    pub(crate) fn doc(&self, doc: u32) -> Result<StoredDoc<'_>> {
+        match &self.source {
+            Source::Disk(s) => s.doc(doc),
+            Source::Memory(m) => m.doc(doc).filter(|_| doc < self.docs).ok_or_else(|| {
+                Error::InvalidInput(format!("document {doc} is out of range ({} documents)", self.docs))
+            }),
+        }
+    }
+
+    /// Rows holding `id`, deleted ones included.
+    pub(crate) fn find(&self, id: &str) -> Result<Vec<u32>> {
+        match &self.source {
+            Source::Disk(s) => s.find(id),
+            Source::Memory(m) => Ok(m.find(id, self.docs as usize)),
+        }
+    }
+
+    pub(crate) fn matching(&self, filter: &Filter) -> Result<Mask> {
+        match &self.source {
+            Source::Disk(s) => s.matching(filter),
+            Source::Memory(m) => Ok(m.matching(filter, self.docs as usize)),
+        }
+    }
+
+    /// The segment's graph, if it has one.
+    pub(crate) fn graph(&self) -> Result<Option<&SegmentGraph>> {
+        match &self.source {
+            Source::Disk(s) => s.graph(),
+            Source::Memory(_) => Ok(None),
+        }
+    }
 }
 
-/// One committed state of the index; cheap to share, never changes.
+/// One state of the index, as a search sees it from start to end: the committed segments with
+/// their deletions, and the documents written since the last flush; cheap to share, never
+/// changes.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub(crate) manifest: Manifest,
+    pub(crate) manifest: Arc<Manifest>,
     pub(crate) segments: Vec<SegmentView>,
     pub(crate) kernels: Kernels,
 }
@@ -86,6 +150,11 @@ struct Shared {
     kernels: Kernels,
     options: OpenOptions,
     current: RwLock<Arc<Snapshot>>,
+    /// Whether a writer of this process owns the state (then it publishes every change and
+    /// [`Index::reload`] has nothing to pick up).
+    writing: AtomicBool,
+    /// What the last open or reload found in the log.
+    log: Mutex<LogSummary>,
 }
 
 /// An open index directory. Cheap to clone; `Send + Sync`.
@@ -126,7 +195,8 @@ impl Index {
         Index::open(dir)
     }
 
-    /// Opens an existing index.
+    /// Opens an existing index (for reading: the write-ahead log is replayed in memory, nothing
+    /// on disk changes; see [`Index::writer`] for writing).
     pub fn open(dir: &Path) -> Result<Index> {
         Index::open_with(dir, OpenOptions::default())
     }
@@ -134,13 +204,15 @@ impl Index {
     /// Opens an existing index with options.
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Index> {
         let kernels = Kernels::default();
-        let snapshot = load_snapshot(dir, None, kernels, options)?;
+        let recovered = recovery::recover(dir, None, kernels, options, DEFAULT_CAPACITY, false)?;
         Ok(Index {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
                 kernels,
                 options: OpenOptions { verify: false, ..options },
-                current: RwLock::new(Arc::new(snapshot)),
+                current: RwLock::new(Arc::new(recovered.state.snapshot())),
+                writing: AtomicBool::new(false),
+                log: Mutex::new(recovered.summary),
             }),
         })
     }
@@ -150,40 +222,63 @@ impl Index {
         &self.shared.dir
     }
 
-    /// The current committed snapshot.
+    /// The current snapshot: take it once per request and use it throughout.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.shared.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Picks up commits made by another process; returns whether the snapshot changed.
+    /// Picks up what another process committed or logged since this index was opened; returns
+    /// whether anything changed. With a writer open in this process there is nothing to pick
+    /// up: it publishes every change itself.
     pub fn reload(&self) -> Result<bool> {
-        let current = self.snapshot();
-        let manifest = Manifest::read(self.dir())?;
-        if manifest.generation == current.manifest.generation {
+        if self.shared.writing.load(AtomicOrdering::Acquire) {
             return Ok(false);
         }
-        let next = load_snapshot(self.dir(), Some(&current), self.shared.kernels, self.shared.options)?;
-        self.install(next);
+        let current = self.snapshot();
+        let manifest = Manifest::read(self.dir())?;
+        let logs = recovery::log_lengths(self.dir())?;
+        let seen = self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).files.clone();
+        if manifest.generation == current.manifest.generation && logs == seen {
+            return Ok(false);
+        }
+        let recovered =
+            recovery::recover(self.dir(), Some(&current), self.shared.kernels, self.shared.options, DEFAULT_CAPACITY, false)?;
+        self.install(recovered.state.snapshot());
+        *self.shared.log.lock().unwrap_or_else(|e| e.into_inner()) = recovered.summary;
         Ok(true)
     }
 
-    /// Makes `snapshot` current unless a newer generation already is (a slow `reload` racing a
-    /// commit must never move the index back in time).
+    /// Makes `snapshot` current.
     pub(crate) fn install(&self, snapshot: Snapshot) {
-        let mut current = self.shared.current.write().unwrap_or_else(|e| e.into_inner());
-        if snapshot.manifest.generation >= current.manifest.generation {
-            *current = Arc::new(snapshot);
-        }
+        *self.shared.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// Marks the state as owned by this process's writer (or no longer).
+    pub(crate) fn set_writing(&self, writing: bool) {
+        self.shared.writing.store(writing, AtomicOrdering::Release);
+    }
+
+    pub(crate) fn options(&self) -> OpenOptions {
+        self.shared.options
     }
 
     pub(crate) fn kernels(&self) -> Kernels {
         self.shared.kernels
     }
 
+    /// What the log held when this index was last opened or reloaded.
+    pub fn log_summary(&self) -> LogSummary {
+        self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_log_summary(&self, summary: LogSummary) {
+        *self.shared.log.lock().unwrap_or_else(|e| e.into_inner()) = summary;
+    }
+
     /// Loads every segment's graph that is not in memory yet (see [`OpenOptions::lazy_graphs`]).
     pub fn load_graphs(&self) -> Result<()> {
         for view in &self.snapshot().segments {
-            view.segment.graph()?;
+            view.graph()?;
         }
         Ok(())
     }
@@ -198,55 +293,21 @@ impl Index {
     }
 }
 
-/// Opens the snapshot `dir/MANIFEST` describes, reusing unchanged segments of `previous`.
-/// A commit by another process may delete files between reading the manifest and opening them,
-/// so a missing file is retried with a fresh manifest a few times.
-fn load_snapshot(dir: &Path, previous: Option<&Snapshot>, kernels: Kernels, options: OpenOptions) -> Result<Snapshot> {
-    let mut attempts = 0;
-    loop {
-        let manifest = Manifest::read(dir)?;
-        match open_segments(dir, &manifest, previous, kernels, options) {
-            Ok(segments) => return Ok(Snapshot { manifest, segments, kernels }),
-            Err(e) if attempts < 3 && Manifest::read(dir).is_ok_and(|m| m.generation != manifest.generation) => {
-                attempts += 1;
-                let _ = e;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn open_segments(
-    dir: &Path,
-    manifest: &Manifest,
-    previous: Option<&Snapshot>,
-    kernels: Kernels,
-    options: OpenOptions,
-) -> Result<Vec<SegmentView>> {
-    if options.verify {
-        for record in manifest.files() {
-            verify(dir, record)?;
-        }
-    }
-    let mut views = Vec::with_capacity(manifest.segments.len());
-    for record in &manifest.segments {
-        let reused_segment = previous.and_then(|p| p.segments.iter().find(|v| v.record.id == record.id)).is_some();
-        let reused = previous.and_then(|p| p.segments.iter().find(|v| v.record.id == record.id));
-        let segment = match reused {
-            Some(view) => Arc::clone(&view.segment),
-            None => Arc::new(Segment::open(dir, record, &manifest.config, kernels)?),
-        };
-        if !options.lazy_graphs && !reused_segment {
-            segment.graph()?;
-        }
-        let tombstones = match (reused, &record.tombstones) {
-            (Some(view), t) if view.record.tombstones == *t => Arc::clone(&view.tombstones),
-            (_, None) => Arc::new(Tombstones::repeat(false, record.docs as usize)),
-            (_, Some(t)) => Arc::new(tombstones::read(dir, t, record.docs as usize, record.deleted as usize)?),
-        };
-        views.push(SegmentView { record: record.clone(), segment, tombstones });
-    }
-    Ok(views)
+/// What one segment of a snapshot holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SegmentInfo {
+    /// Segment number.
+    pub id: u64,
+    /// Documents, deleted ones included.
+    pub documents: u32,
+    /// Deleted (or replaced) documents.
+    pub deleted: u32,
+    /// Whether it is a mutable segment in memory (written since the last flush).
+    pub in_memory: bool,
+    /// Whether it has an HNSW graph (segments below the graph's `min_docs` are scanned).
+    pub graph: bool,
+    /// Bytes: its files on disk, or what it holds in memory.
+    pub bytes: u64,
 }
 
 impl Snapshot {
@@ -260,9 +321,9 @@ impl Snapshot {
         &self.manifest.config
     }
 
-    /// Live documents.
+    /// Live documents (committed and written since the last flush).
     pub fn len(&self) -> u64 {
-        self.manifest.live_docs()
+        self.segments.iter().map(|v| u64::from(v.live())).sum()
     }
 
     /// Whether there are no live documents.
@@ -270,9 +331,27 @@ impl Snapshot {
         self.len() == 0
     }
 
-    /// Number of segments.
+    /// Number of segments (mutable ones included).
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// What each segment holds, committed ones first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.segments
+            .iter()
+            .map(|v| {
+                let (in_memory, graph, bytes) = match &v.source {
+                    Source::Disk(s) => {
+                        let record = self.manifest.segments.iter().find(|r| r.id == v.id);
+                        let bytes = record.map_or(0, |r| r.files().map(|f| f.len).sum());
+                        (false, s.has_graph(), bytes)
+                    }
+                    Source::Memory(m) => (true, false, m.bytes() as u64),
+                };
+                SegmentInfo { id: v.id, documents: v.docs, deleted: v.deleted, in_memory, graph, bytes }
+            })
+            .collect()
     }
 
     /// Checks a query vector for the `rung`-th stored rung.
@@ -299,7 +378,7 @@ impl Snapshot {
 
     /// The documents of each segment that match `filter` (live or not), for the `*_in` searches.
     pub fn filter_masks(&self, filter: &Filter) -> Result<Vec<Mask>> {
-        self.segments.iter().map(|view| view.segment.matching(filter)).collect()
+        self.segments.iter().map(|view| view.matching(filter)).collect()
     }
 
     /// Up to `k` live documents with the largest inner product at the graph rung, found through
@@ -318,21 +397,25 @@ impl Snapshot {
         for (s, view) in self.segments.iter().enumerate() {
             let mask = allowed.map(|m| &m[s]);
             let eligible = match mask {
-                None => view.record.live() as usize,
+                None => view.live() as usize,
                 Some(m) => m.iter_ones().filter(|&d| !view.is_deleted(d as u32)).count(),
             };
             let k = k.min(eligible);
             if k == 0 {
                 continue;
             }
-            let ef = ef.max(k).min(view.record.docs as usize);
+            let ef = ef.max(k).min(view.docs as usize);
             let keep = |doc: u32| !view.is_deleted(doc) && mask.is_none_or(|m| m[doc as usize]);
-            let block = view.segment.block(rung);
-            let mut found = view.segment.graph()?.search(&block, &self.kernels, query, k, ef, &keep);
+            let block = view.block(rung);
+            let mut found = match view.graph()? {
+                Some(graph) => graph.search(&block, &self.kernels, query, k, ef, &keep),
+                // Small and mutable segments have no graph: they are scanned.
+                None => Vec::new(),
+            };
             if found.len() < k {
-                // Deletions or a selective filter can starve the graph walk: scan this segment
-                // rather than return fewer hits than exist.
-                found = self.kernels.best_k_range(&block, query, k, 0..view.record.docs, |d| !keep(d));
+                // No graph, or deletions or a selective filter starved the walk: scan this
+                // segment rather than return fewer hits than exist.
+                found = self.kernels.best_k_range(&block, query, k, 0..view.docs, |d| !keep(d));
             }
             for Scored { score, doc } in found {
                 hits.push(Hit { address: DocAddress { segment: s as u32, doc }, score });
@@ -384,10 +467,10 @@ impl Snapshot {
         }
         let mut hits = Vec::new();
         for (s, view) in self.segments.iter().enumerate() {
-            let block = view.segment.block(rung);
+            let block = view.block(rung);
             let rows = block.count;
             let range = (rows * part / parts) as u32..(rows * (part + 1) / parts) as u32;
-            let found = match (allowed.map(|m| &m[s]), view.record.deleted) {
+            let found = match (allowed.map(|m| &m[s]), view.deleted) {
                 (None, 0) => self.kernels.best_k_range(&block, query, k, range, |_| false),
                 (None, _) => self.kernels.best_k_range(&block, query, k, range, |doc| view.is_deleted(doc)),
                 (Some(mask), _) => self
@@ -406,7 +489,7 @@ impl Snapshot {
         match allowed {
             Some(masks)
                 if masks.len() != self.segments.len()
-                    || masks.iter().zip(&self.segments).any(|(m, v)| m.len() != v.record.docs as usize) =>
+                    || masks.iter().zip(&self.segments).any(|(m, v)| m.len() != v.docs as usize) =>
             {
                 Err(Error::InvalidInput("the filter masks do not belong to this snapshot".into()))
             }
@@ -453,7 +536,7 @@ impl Snapshot {
         if rung >= self.config().rungs.len() {
             return Err(Error::InvalidInput(format!("rung index {rung} is out of range")));
         }
-        Ok(view.segment.block(rung))
+        Ok(view.block(rung))
     }
 
     /// A document's stored fields.
@@ -462,7 +545,7 @@ impl Snapshot {
             .segments
             .get(address.segment as usize)
             .ok_or_else(|| Error::InvalidInput(format!("no segment {} in this snapshot", address.segment)))?;
-        view.segment.doc(address.doc)
+        view.doc(address.doc)
     }
 
     /// Whether a document is deleted in this snapshot.
@@ -473,7 +556,7 @@ impl Snapshot {
     /// The live document with external id `id`.
     pub fn lookup(&self, id: &str) -> Result<Option<DocAddress>> {
         for (s, view) in self.segments.iter().enumerate().rev() {
-            for doc in view.segment.find(id)? {
+            for doc in view.find(id)? {
                 if !view.is_deleted(doc) {
                     return Ok(Some(DocAddress { segment: s as u32, doc }));
                 }
@@ -485,7 +568,7 @@ impl Snapshot {
     /// Live documents, segment by segment.
     pub fn live_addresses(&self) -> impl Iterator<Item = DocAddress> + '_ {
         self.segments.iter().enumerate().flat_map(|(s, view)| {
-            (0..view.record.docs)
+            (0..view.docs)
                 .filter(move |&doc| !view.is_deleted(doc))
                 .map(move |doc| DocAddress { segment: s as u32, doc })
         })

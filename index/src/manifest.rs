@@ -12,8 +12,9 @@ use std::path::Path;
 pub const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
 const MAGIC: &[u8; 8] = b"BRSTAMF1";
-/// Version of the on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format this build writes (it also reads version 1, the format before
+/// the write-ahead log, and upgrades it at the next commit).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One immutable segment and the files it uses.
 #[derive(Clone, Debug, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -30,7 +31,8 @@ pub struct SegmentRecord {
     pub store: FileRecord,
     /// Id lookup table.
     pub ids: FileRecord,
-    /// The HNSW dump (graph and data files).
+    /// The HNSW dump (graph and data files), or nothing for a segment below the graph's
+    /// `min_docs`.
     pub graph: Vec<FileRecord>,
     /// Largest norm of the graph rung's vectors (the MIPS reduction's constant).
     pub graph_max_norm: f32,
@@ -65,6 +67,9 @@ pub struct Manifest {
     pub next_segment: u64,
     /// Settings owned by the layers above (e.g. calibrated cascade thresholds), as JSON.
     pub settings: Vec<(String, String)>,
+    /// Every logged write numbered up to this is in the segments (and their tombstones):
+    /// opening replays the write-ahead log from the next one.
+    pub log_applied: u64,
 }
 
 impl Manifest {
@@ -77,6 +82,7 @@ impl Manifest {
             segments: Vec::new(),
             next_segment: 1,
             settings: Vec::new(),
+            log_applied: 0,
         }
     }
 
@@ -99,7 +105,7 @@ impl Manifest {
             return Err(damaged("it does not start with the Barista manifest signature"));
         }
         let version = r.u32().ok_or_else(|| damaged("it is truncated"))?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(Error::Incompatible {
                 path: dir.to_path_buf(),
                 message: format!(
@@ -120,8 +126,12 @@ impl Manifest {
         }
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(payload.len());
         aligned.extend_from_slice(payload);
-        let manifest: Manifest = rkyv::from_bytes::<Manifest, rkyv::rancor::Error>(&aligned)
-            .map_err(|e| damaged(&format!("its content does not decode ({e})")))?;
+        let manifest: Manifest = if version == 1 {
+            rkyv::from_bytes::<v1::Manifest, rkyv::rancor::Error>(&aligned).map(v1::Manifest::upgrade)
+        } else {
+            rkyv::from_bytes::<Manifest, rkyv::rancor::Error>(&aligned)
+        }
+        .map_err(|e| damaged(&format!("its content does not decode ({e})")))?;
         manifest.config.validate().map_err(|e| damaged(&format!("its configuration is invalid ({e})")))?;
         manifest.check_segments().map_err(|m| damaged(&m))?;
         Ok(manifest)
@@ -160,7 +170,7 @@ impl Manifest {
             if s.id == 0 || s.id >= self.next_segment || !ids.insert(s.id) {
                 return Err(format!("segment id {} is repeated or out of range", s.id));
             }
-            if s.graph.len() != 2 || (s.deleted > 0) != s.tombstones.is_some() {
+            if !matches!(s.graph.len(), 0 | 2) || (s.deleted > 0) != s.tombstones.is_some() {
                 return Err(format!("segment {} does not list its files consistently", s.id));
             }
         }
@@ -180,6 +190,86 @@ impl Manifest {
     /// Live documents over all segments.
     pub fn live_docs(&self) -> u64 {
         self.segments.iter().map(|s| u64::from(s.live())).sum()
+    }
+}
+
+/// The manifest of format version 1 (before the write-ahead log), read and upgraded.
+mod v1 {
+    use super::SegmentRecord;
+    use crate::config::{GraphParams, IndexConfig, StoredRung};
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub(super) struct Graph {
+        rung: usize,
+        max_connections: usize,
+        ef_construction: usize,
+    }
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub(super) struct Config {
+        model: String,
+        profile: String,
+        rungs: Vec<StoredRung>,
+        graph: Graph,
+    }
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub(super) struct Manifest {
+        format_version: u32,
+        generation: u64,
+        config: Config,
+        segments: Vec<SegmentRecord>,
+        next_segment: u64,
+        settings: Vec<(String, String)>,
+    }
+
+    impl Manifest {
+        /// The same state in the current format: every version-1 segment has its graph, and
+        /// nothing was logged.
+        pub(super) fn upgrade(self) -> super::Manifest {
+            let g = self.config.graph;
+            let _ = self.format_version;
+            super::Manifest {
+                format_version: super::FORMAT_VERSION,
+                generation: self.generation,
+                config: IndexConfig {
+                    model: self.config.model,
+                    profile: self.config.profile,
+                    rungs: self.config.rungs,
+                    graph: GraphParams {
+                        rung: g.rung,
+                        max_connections: g.max_connections,
+                        ef_construction: g.ef_construction,
+                        ..GraphParams::default()
+                    },
+                },
+                segments: self.segments,
+                next_segment: self.next_segment,
+                settings: self.settings,
+                log_applied: 0,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn example(config: &IndexConfig, generation: u64) -> Manifest {
+        Manifest {
+            format_version: 1,
+            generation,
+            config: Config {
+                model: config.model.clone(),
+                profile: config.profile.clone(),
+                rungs: config.rungs.clone(),
+                graph: Graph {
+                    rung: config.graph.rung,
+                    max_connections: config.graph.max_connections,
+                    ef_construction: config.graph.ef_construction,
+                },
+            },
+            segments: Vec::new(),
+            next_segment: 1,
+            settings: vec![("k".into(), "v".into())],
+        }
     }
 }
 
@@ -226,5 +316,27 @@ mod tests {
         }
         std::fs::remove_file(&path).unwrap();
         assert!(Manifest::read(dir.path()).unwrap_err().to_string().contains("no index here"));
+    }
+
+    #[test]
+    fn version_1_manifests_are_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = v1::example(&config(), 5);
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&old).unwrap();
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        std::fs::write(dir.path().join(MANIFEST), &bytes).unwrap();
+        let m = Manifest::read(dir.path()).unwrap();
+        assert_eq!((m.format_version, m.generation, m.log_applied), (FORMAT_VERSION, 5, 0));
+        assert_eq!(m.config, config());
+        assert_eq!(m.setting("k"), Some("v"));
+        bytes[8] = 9;
+        std::fs::write(dir.path().join(MANIFEST), &bytes).unwrap();
+        assert!(Manifest::read(dir.path()).unwrap_err().to_string().contains("format version 9"));
     }
 }

@@ -65,12 +65,12 @@ impl Segment {
         })
     }
 
-    /// Assembles a segment that was just written (its graph already in memory).
+    /// Assembles a segment that was just written (its graph, if it has one, already in memory).
     pub(crate) fn from_parts(
         dir: &Path,
         record: &SegmentRecord,
         config: &IndexConfig,
-        graph: SegmentGraph,
+        graph: Option<SegmentGraph>,
         kernels: Kernels,
     ) -> Result<Segment> {
         let count = record.docs as usize;
@@ -80,7 +80,7 @@ impl Segment {
             vectors: VectorFile::open(dir, &record.vectors, &config.rungs, count)?,
             store: DocStore::open(dir, &record.store, count)?,
             ids: IdTable::open(dir, &record.ids, count)?,
-            graph: OnceLock::from(graph),
+            graph: graph.map_or_else(OnceLock::new, OnceLock::from),
             graph_loading: Mutex::new(()),
             graph_source: GraphSource::new(dir, record, config, kernels),
             metadata: Mutex::new(HashMap::new()),
@@ -118,14 +118,22 @@ impl Segment {
         Ok(found)
     }
 
-    /// The graph, loaded (and verified) on first use.
-    pub fn graph(&self) -> Result<&SegmentGraph> {
+    /// Whether the segment has a graph (segments below the graph's `min_docs` have none).
+    pub fn has_graph(&self) -> bool {
+        !self.graph_source.records.is_empty()
+    }
+
+    /// The graph, loaded (and verified) on first use; `None` for a segment without one.
+    pub fn graph(&self) -> Result<Option<&SegmentGraph>> {
+        if !self.has_graph() {
+            return Ok(None);
+        }
         if let Some(graph) = self.graph.get() {
-            return Ok(graph);
+            return Ok(Some(graph));
         }
         let _loading = self.graph_loading.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(graph) = self.graph.get() {
-            return Ok(graph);
+            return Ok(Some(graph));
         }
         let g = &self.graph_source;
         if g.records.iter().any(|r| !g.dir.join(&r.name).exists()) && !g.dir.join(crate::manifest::MANIFEST).exists() {
@@ -149,7 +157,7 @@ impl Segment {
             g.max_norm,
             g.kernels,
         )?;
-        Ok(self.graph.get_or_init(|| graph))
+        Ok(Some(self.graph.get_or_init(|| graph)))
     }
 
     /// The documents whose metadata matches every condition of `filter`.

@@ -1,47 +1,103 @@
-//! Writing: adds, updates and deletes buffered in memory, then committed atomically and durably.
+//! Writing: the write-ahead log with group commit, the mutable segment, and the background
+//! flushes and merges that turn it into immutable segments (the design of Qdrant's WAL and
+//! appendable segment, tantivy's and Lucene's merge policies and near-real-time readers).
 //!
-//! A commit writes the buffered documents as a new immutable segment (vectors, store, ids,
-//! graph), writes new tombstone files for segments that lost documents, fsyncs all of them,
-//! then replaces `MANIFEST` by an atomic rename and fsyncs the directory. A crash at any point
-//! leaves either the previous manifest (and some unreferenced files, removed by the next writer)
-//! or the new one. Only one writer per index exists at a time (`LOCK`, an OS file lock that a
+//! **A write** ([`IndexWriter::write`]) is a request's operations, each document already
+//! checked ([`NewDocument`]). Concurrent requests form a group: the first to arrive leads it
+//! and appends every waiting request's record to the log in one write and one `fdatasync`
+//! (group commit), applies them to the mutable segment and publishes a new snapshot; then
+//! every request of the group returns. Acknowledged means synced in the log and visible to the
+//! next search. If the append or the sync fails, the log is cut back to where it was and every
+//! request of the group gets the error: a failed request leaves no trace, in memory or on
+//! disk.
+//!
+//! **A flush** (background, by size or age) writes a frozen mutable segment as an immutable
+//! one (vectors, store, ids, a graph if it is large enough), writes new tombstone files for
+//! segments that lost documents, and commits a manifest whose `log_applied` covers its
+//! records; the log files it covered are removed. **A merge** (background, chosen by
+//! [`MergePolicy`]) rewrites a few segments as one without their deleted documents; deletions
+//! that arrive while it runs are carried over to the merged segment when it commits. Searches
+//! keep their snapshot throughout: a merge or flush never changes a result in flight.
+//!
+//! **A bulk segment** ([`IndexWriter::add_segment`], `barista index`) skips the log: its
+//! documents are written as one segment and committed with the manifest.
+//!
+//! Every manifest commit writes new files and then atomically replaces `MANIFEST` (see
+//! [`crate::manifest`]); a crash at any point leaves the last committed manifest plus the log,
+//! whose replay restores every acknowledged write. Files the manifest does not name (a crash's
+//! leftovers, replaced tombstones, merged segments) are removed when the writer opens and after
+//! every commit. Only one writer per index exists at a time (`LOCK`, an OS file lock that a
 //! crashed process releases).
 
-use crate::config::IndexConfig;
+use crate::config::{ElementType, IndexConfig};
+use crate::document::NewDocument;
 use crate::error::{Error, Result};
 use crate::graph::SegmentGraph;
-use crate::index::{Index, SegmentView, Snapshot};
+use crate::index::{Index, Snapshot};
 use crate::manifest::{MANIFEST, Manifest, SegmentRecord};
+use crate::merge::{Candidate, MergePolicy};
+use crate::mutable::MutableSegment;
+use crate::recovery::{self, LogFile, LogSummary};
 use crate::segment::{Segment, basename};
+use crate::state::{DiskSegment, State};
 use crate::store::StoredDoc;
 use crate::tombstones::{self, Tombstones};
 use crate::vectors::{self, BlockData};
+use crate::wal::{self, LogWriter, Op};
 use crate::{ids, store};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Name of the writer lock file.
 pub const LOCK: &str = "LOCK";
 
-/// A document to add: its fields and one vector per stored rung (in stored-rung order).
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewDocument {
-    /// External id (non-empty); adding an id that exists replaces that document.
-    pub id: String,
-    /// Text to store, if any.
-    pub text: Option<String>,
-    /// Metadata to store (JSON), if any.
-    pub metadata: Option<String>,
-    /// One vector per stored rung.
-    pub vectors: Vec<Vec<f32>>,
-}
+/// Rows of a mutable segment when nothing else is said (see [`WriterOptions::flush_docs`]).
+pub(crate) const DEFAULT_CAPACITY: usize = 4_096;
 
 /// Progress of a long step: `(what, done, total)`.
 pub type Progress<'a> = &'a dyn Fn(&str, usize, usize);
 
-/// What a commit did.
+/// How the writer flushes and merges.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// Documents a mutable segment holds before it is flushed (default 4,096).
+    pub flush_docs: usize,
+    /// Bytes (vectors as kept in memory, ids, texts, metadata) a mutable segment holds before
+    /// it is flushed (default 64 MiB).
+    pub flush_bytes: usize,
+    /// Age after which a mutable segment that took writes is flushed (default 30 s): it bounds
+    /// the log a restart replays.
+    pub flush_age: Duration,
+    /// Frozen mutable segments allowed to wait for their flush; past it writes are refused
+    /// ([`Error::Busy`]) until a flush catches up (default 4).
+    pub max_frozen: usize,
+    /// Which segments merge.
+    pub merge: MergePolicy,
+    /// Run flushes and merges on background threads (default). Without, they happen only when
+    /// [`IndexWriter::flush`], [`IndexWriter::merge`] or [`IndexWriter::compact`] is called
+    /// (tests and tools that want every step on their own thread).
+    pub background: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            flush_docs: DEFAULT_CAPACITY,
+            flush_bytes: 64 << 20,
+            flush_age: Duration::from_secs(30),
+            max_frozen: 4,
+            merge: MergePolicy::default(),
+            background: true,
+        }
+    }
+}
+
+/// What a manifest commit (a bulk segment, a compaction, a setting) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitInfo {
     /// The new generation.
@@ -50,42 +106,139 @@ pub struct CommitInfo {
     pub added: usize,
     /// Committed documents newly deleted (or replaced).
     pub deleted: usize,
-    /// Segments after the commit.
+    /// Segments after the commit (mutable ones included).
     pub segments: usize,
     /// Live documents after the commit.
     pub live: u64,
 }
 
+/// What a write did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteInfo {
+    /// Sequence number of its first operation in the log.
+    pub first_seq: u64,
+    /// Documents added (or replacing another).
+    pub added: usize,
+    /// Operations whose id had a live document, which they deleted or replaced.
+    pub existed: usize,
+    /// Live documents right after the write.
+    pub live: u64,
+}
+
+/// What the writer is doing and holds; for `barista info`, `GET /stats` and tests.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct WriterStats {
+    /// Committed generation.
+    pub generation: u64,
+    /// Logged operations that are in segments.
+    pub log_applied: u64,
+    /// Logged operations so far (the sequence number of the last one).
+    pub log_last: u64,
+    /// Log files kept and their bytes.
+    pub log_files: usize,
+    /// Bytes of the log files kept.
+    pub log_bytes: u64,
+    /// Documents in mutable segments (written since the last flush), deleted ones included.
+    pub mutable_documents: usize,
+    /// Mutable segments frozen and waiting for their flush.
+    pub flushes_waiting: usize,
+    /// Flushes done since the writer opened.
+    pub flushes: u64,
+    /// Merges running now (0 or 1).
+    pub merges_running: usize,
+    /// Merges done since the writer opened.
+    pub merges: u64,
+    /// Group commits (one log append and one sync each) since the writer opened.
+    pub group_commits: u64,
+    /// Requests those group commits carried.
+    pub requests: u64,
+    /// The last background failure (a flush or merge that will be retried), if any.
+    pub last_error: Option<String>,
+    /// What opening found in the log.
+    pub recovery: LogSummary,
+}
+
+/// What the writer's lock protects: the state and the log.
+struct Live {
+    state: State,
+    log: LogWriter,
+    /// Older log files kept until a flush covers them.
+    logs: Vec<LogFile>,
+    /// Segment numbers whose files are being written (garbage collection leaves them alone).
+    reserved: HashSet<u64>,
+}
+
 #[derive(Default)]
-struct Pending {
-    docs: Vec<Option<PendingDoc>>,
-    by_id: HashMap<String, usize>,
-    /// Per stored rung, the vectors of `docs` in order (including removed ones' slots).
-    vectors: Vec<Vec<f32>>,
+struct Group {
+    next_ticket: u64,
+    waiting: Vec<(u64, Vec<Op>)>,
+    /// Someone is appending a group, or writes are paused.
+    busy: bool,
+    done: HashMap<u64, Result<WriteInfo>>,
 }
 
-struct PendingDoc {
-    id: String,
-    text: Option<String>,
-    metadata: Option<String>,
+#[derive(Default)]
+struct Wake {
+    stop: bool,
+    flush: bool,
+    merge: bool,
 }
 
-/// The only writer of an index (holds its lock).
-pub struct IndexWriter {
+#[derive(Default)]
+struct Counters {
+    flushes: AtomicU64,
+    merges: AtomicU64,
+    merges_running: AtomicUsize,
+    group_commits: AtomicU64,
+    requests: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+struct Inner {
     index: Index,
+    options: WriterOptions,
     _lock: File,
-    pending: Pending,
-    /// Committed documents to delete at the next commit, by segment id.
-    deletes: BTreeMap<u64, Tombstones>,
-    settings: Vec<(String, String)>,
-    /// Set when a commit reached the disk but this process could not take up the new state:
-    /// the writer refuses further work until it is reopened.
-    poisoned: Option<String>,
+    live: Mutex<Live>,
+    group: Mutex<Group>,
+    group_done: Condvar,
+    wake: Mutex<Wake>,
+    wake_cv: Condvar,
+    stopping: AtomicBool,
+    /// Held while flushing one frozen mutable segment (flushes go oldest first, one at a time).
+    flushing: Mutex<()>,
+    /// Held while merging (one merge at a time).
+    merging: Mutex<()>,
+    poisoned: Mutex<Option<String>>,
+    counters: Counters,
+    recovery: LogSummary,
+}
+
+/// The only writer of an index (holds its lock). `Send + Sync`: every method takes `&self`,
+/// concurrent writes share group commits. Dropping it stops the background work (a merge in
+/// progress is abandoned, its files removed) and releases the lock.
+pub struct IndexWriter {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for IndexWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexWriter").field("index", &self.inner.index).finish()
+    }
 }
 
 impl Index {
-    /// Takes the index's writer lock.
+    /// Takes the index's writer lock with the default [`WriterOptions`].
     pub fn writer(&self) -> Result<IndexWriter> {
+        self.writer_with(WriterOptions::default())
+    }
+
+    /// Takes the index's writer lock, replays the log (cutting a torn tail), removes files the
+    /// manifest does not name, and starts the background flushes and merges.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another writer holds the index; damage in the log or the segments.
+    pub fn writer_with(&self, options: WriterOptions) -> Result<IndexWriter> {
         let path = self.dir().join(LOCK);
         let file =
             File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::write(&path, e))?;
@@ -94,411 +247,908 @@ impl Index {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path }),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::write(&path, e)),
         }
-        // Another process may have committed since this index was opened.
-        self.reload()?;
-        let writer = IndexWriter {
+        let options = WriterOptions { flush_docs: options.flush_docs.max(1), max_frozen: options.max_frozen.max(1), ..options };
+        let previous = self.snapshot();
+        let recovered =
+            recovery::recover(self.dir(), Some(&previous), self.kernels(), self.options(), options.flush_docs, true)?;
+        let mut state = recovered.state;
+        let applied = state.manifest.log_applied;
+        // Replayed writes wait for their flush like any other; new ones go to a new log file.
+        if state.active.ops > 0 {
+            state.freeze(0);
+        }
+        let number = recovered.logs.iter().map(|l| l.number).max().unwrap_or(0) + 1;
+        let log = LogWriter::create(self.dir(), number)?;
+        let logs = recovered.logs.into_iter().filter(|l| l.last_seq > applied).collect();
+        let live = Live { state, log, logs, reserved: HashSet::new() };
+        let inner = Arc::new(Inner {
             index: self.clone(),
+            options,
             _lock: file,
-            pending: Pending::default(),
-            deletes: BTreeMap::new(),
-            settings: Vec::new(),
-            poisoned: None,
-        };
-        writer.collect_garbage(&self.snapshot().manifest);
-        Ok(writer)
+            live: Mutex::new(live),
+            group: Mutex::new(Group::default()),
+            group_done: Condvar::new(),
+            wake: Mutex::new(Wake::default()),
+            wake_cv: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            flushing: Mutex::new(()),
+            merging: Mutex::new(()),
+            poisoned: Mutex::new(None),
+            counters: Counters::default(),
+            recovery: recovered.summary.clone(),
+        });
+        {
+            let live = inner.lock_live();
+            inner.collect_garbage(&live);
+            inner.index.install(live.state.snapshot());
+        }
+        self.set_writing(true);
+        self.set_log_summary(recovered.summary);
+        let mut threads = Vec::new();
+        if inner.options.background {
+            for (name, work) in [("barista-flush", flusher as fn(&Inner)), ("barista-merge", merger as fn(&Inner))] {
+                let worker = Arc::clone(&inner);
+                let spawned = std::thread::Builder::new().name(name.into()).spawn(move || work(&worker));
+                match spawned {
+                    Ok(handle) => threads.push(handle),
+                    Err(e) => {
+                        let writer = IndexWriter { inner, threads };
+                        drop(writer);
+                        return Err(Error::write(self.dir(), e));
+                    }
+                }
+            }
+            // Replayed writes start flushing at once.
+            inner.wake(|w| w.flush = true);
+        }
+        Ok(IndexWriter { inner, threads })
+    }
+}
+
+impl Drop for IndexWriter {
+    fn drop(&mut self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake(|w| w.stop = true);
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+        self.inner.index.set_writing(false);
     }
 }
 
 impl IndexWriter {
     /// The index being written.
     pub fn index(&self) -> &Index {
-        &self.index
+        &self.inner.index
     }
 
-    fn config(&self) -> IndexConfig {
-        self.index.snapshot().manifest.config.clone()
+    /// The options it runs with.
+    pub fn options(&self) -> &WriterOptions {
+        &self.inner.options
     }
 
-    /// Buffers a document (replacing any document with the same id at the next commit).
-    /// Invalid documents are rejected whole and change nothing.
-    pub fn add(&mut self, doc: NewDocument) -> Result<()> {
-        let config = self.config();
-        if doc.id.is_empty() {
-            return Err(Error::InvalidInput("a document id must not be empty".into()));
-        }
-        let longest =
-            [doc.id.len(), doc.text.as_ref().map_or(0, String::len), doc.metadata.as_ref().map_or(0, String::len)];
-        if longest.iter().any(|&n| n > u32::MAX as usize) {
-            return Err(Error::InvalidInput(format!("document {:?}: a stored field exceeds 4 GiB", doc.id)));
-        }
-        if doc.vectors.len() != config.rungs.len() {
-            return Err(Error::InvalidInput(format!(
-                "document {:?} has {} vectors; the index stores {} rungs",
-                doc.id,
-                doc.vectors.len(),
-                config.rungs.len()
-            )));
-        }
-        for (r, (v, stored)) in doc.vectors.iter().zip(&config.rungs).enumerate() {
-            if v.len() != stored.rung.dim {
-                return Err(Error::InvalidInput(format!(
-                    "document {:?}: the vector for rung {} has {} values, not {}",
-                    doc.id,
-                    stored.rung,
-                    v.len(),
-                    stored.rung.dim
-                )));
-            }
-            let limit = match stored.element {
-                crate::config::ElementType::F32 | crate::config::ElementType::I8 => f32::MAX,
-                crate::config::ElementType::F16 => half::f16::MAX.to_f32(),
-            };
-            if let Some(bad) = v.iter().find(|x| !x.is_finite() || x.abs() > limit) {
-                return Err(Error::InvalidInput(format!(
-                    "document {:?}: the vector for rung {} holds {bad}, which rung storage ({}) cannot represent",
-                    doc.id, stored.rung, stored.element
-                )));
-            }
-            if r == config.graph.rung
-                && v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>() >= f64::from(f32::MAX) / 4.0
-            {
-                return Err(Error::InvalidInput(format!(
-                    "document {:?}: the vector for rung {} is too large for the graph (its squared norm overflows f32)",
-                    doc.id, stored.rung
-                )));
-            }
-        }
-        self.check_usable()?;
-        // Look everything up before changing anything.
-        let committed = self.committed_copies(&doc.id)?;
-        self.remove_pending(&doc.id);
-        self.mark_deleted(committed);
-        if self.pending.vectors.len() != config.rungs.len() {
-            self.pending.vectors = vec![Vec::new(); config.rungs.len()];
-        }
-        for (block, v) in self.pending.vectors.iter_mut().zip(&doc.vectors) {
-            block.extend_from_slice(v);
-        }
-        self.pending.by_id.insert(doc.id.clone(), self.pending.docs.len());
-        self.pending.docs.push(Some(PendingDoc { id: doc.id, text: doc.text, metadata: doc.metadata }));
-        Ok(())
-    }
-
-    /// Deletes the document `id` at the next commit; returns whether it existed.
-    pub fn delete(&mut self, id: &str) -> Result<bool> {
-        self.check_usable()?;
-        let committed = self.committed_copies(id)?;
-        let pending = self.remove_pending(id);
-        let marked = self.mark_deleted(committed);
-        Ok(pending || marked)
-    }
-
-    fn check_usable(&self) -> Result<()> {
-        match &self.poisoned {
-            None => Ok(()),
-            Some(why) => Err(Error::InvalidInput(format!("this writer is unusable ({why}); reopen the index"))),
-        }
-    }
-
-    fn remove_pending(&mut self, id: &str) -> bool {
-        match self.pending.by_id.remove(id) {
-            Some(slot) => {
-                self.pending.docs[slot] = None;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Every live committed copy of `id` (segment id, segment position, document).
-    fn committed_copies(&self, id: &str) -> Result<Vec<(u64, usize, u32)>> {
-        let snapshot = self.index.snapshot();
-        let mut copies = Vec::new();
-        for (position, view) in snapshot.segments.iter().enumerate() {
-            for doc in view.segment.find(id)? {
-                let already =
-                    self.deletes.get(&view.record.id).is_some_and(|bits| bits.get(doc as usize).is_some_and(|b| *b));
-                if !view.is_deleted(doc) && !already {
-                    copies.push((view.record.id, position, doc));
-                }
-            }
-        }
-        Ok(copies)
-    }
-
-    /// Marks committed copies for deletion at the next commit; returns whether there were any.
-    fn mark_deleted(&mut self, copies: Vec<(u64, usize, u32)>) -> bool {
-        let snapshot = self.index.snapshot();
-        let any = !copies.is_empty();
-        for (segment, position, doc) in copies {
-            let view = &snapshot.segments[position];
-            let bits = self.deletes.entry(segment).or_insert_with(|| (*view.tombstones).clone());
-            bits.set(doc as usize, true);
-        }
-        any
-    }
-
-    /// Documents buffered for the next commit.
-    pub fn pending(&self) -> usize {
-        self.pending.by_id.len()
-    }
-
-    /// Whether anything would change at the next commit.
-    pub fn has_changes(&self) -> bool {
-        self.pending() > 0 || !self.deletes.is_empty() || !self.settings.is_empty()
-    }
-
-    /// Sets a setting of a layer above (stored in the manifest at the next commit).
-    pub fn set_setting(&mut self, key: &str, value: &str) {
-        self.settings.retain(|(k, _)| k != key);
-        self.settings.push((key.to_string(), value.to_string()));
-    }
-
-    /// Commits everything buffered (see the module docs).
-    pub fn commit(&mut self) -> Result<CommitInfo> {
-        self.commit_with(&|_, _, _| {})
-    }
-
-    /// Commits, reporting progress of the slow steps.
+    /// Writes one request's operations, atomically: when this returns `Ok` they are synced in
+    /// the log (durable) and visible to every new snapshot; when it returns an error nothing of
+    /// them happened, in memory or on disk. Concurrent calls share one log append and sync.
     ///
-    /// If this fails before the new manifest is in place, nothing changed: the files it wrote
-    /// are removed and the buffered changes stay, so the commit can be retried. Once the manifest
-    /// is renamed the commit has happened, whatever follows.
-    pub fn commit_with(&mut self, progress: Progress<'_>) -> Result<CommitInfo> {
-        self.check_usable()?;
-        let base = self.index.snapshot();
-        let (manifest, new_segment, added, deleted) = match self.prepare_commit(&base, progress) {
-            Ok(prepared) => prepared,
+    /// # Errors
+    /// I/O failures of the log (a full disk: [`Error::is_storage_full`]), [`Error::Busy`] when
+    /// flushes are behind, damage found while looking up replaced documents, and
+    /// [`Error::Unusable`] once the log could not be rolled back after a failure.
+    pub fn write(&self, ops: Vec<Op>) -> Result<WriteInfo> {
+        self.inner.check_usable()?;
+        if ops.is_empty() {
+            let live = self.inner.lock_live();
+            return Ok(WriteInfo { first_seq: live.state.next_seq, live: live.state.live(), ..Default::default() });
+        }
+        let inner = &self.inner;
+        let ticket = {
+            let mut group = inner.lock_group();
+            let ticket = group.next_ticket;
+            group.next_ticket += 1;
+            group.waiting.push((ticket, ops));
+            ticket
+        };
+        let mut group = inner.lock_group();
+        loop {
+            if let Some(result) = group.done.remove(&ticket) {
+                return result;
+            }
+            if !group.busy {
+                // Lead a group of everything waiting (our own request among it).
+                group.busy = true;
+                let batch = std::mem::take(&mut group.waiting);
+                drop(group);
+                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.commit_group(&batch)))
+                    .unwrap_or_else(|_| {
+                        let why = "a group commit panicked (a bug); reopen the index".to_string();
+                        inner.poison(why.clone());
+                        batch.iter().map(|(t, _)| (*t, Err(Error::Unusable(why.clone())))).collect()
+                    });
+                group = inner.lock_group();
+                group.done.extend(results);
+                group.busy = false;
+                inner.group_done.notify_all();
+                continue;
+            }
+            group = inner.group_done.wait(group).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Writes `docs` as one new segment and commits it, bypassing the log (bulk loading: `barista
+    /// index`). Documents replace live ones with their ids; within `docs` the last copy of an id
+    /// wins. Writes in the mutable segment are flushed first, so the new segment is the newest
+    /// state of its ids. All or nothing.
+    pub fn add_segment(&self, docs: Vec<NewDocument>, progress: Progress<'_>) -> Result<CommitInfo> {
+        self.inner.check_usable()?;
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
+            last.insert(&d.id, i);
+        }
+        let kept: Vec<&NewDocument> = docs.iter().enumerate().filter(|(i, d)| last[d.id.as_str()] == *i).map(|(_, d)| d).collect();
+        if kept.is_empty() {
+            return Ok(self.inner.commit_info(0, 0));
+        }
+        let inner = &self.inner;
+        let config = inner.config();
+        let id = inner.reserve();
+        let written = (|| {
+            let blocks: Vec<Vec<f32>> = (0..config.rungs.len())
+                .map(|r| kept.iter().flat_map(|d| d.vectors[r].iter().copied()).collect())
+                .collect();
+            let fields = kept.iter().map(|d| StoredDoc { id: &d.id, text: d.text.as_deref(), metadata: d.metadata.as_deref() });
+            write_segment(inner.index.dir(), id, &config, fields, &blocks, inner.index.kernels(), progress, &|| {
+                inner.stopping.load(Ordering::Relaxed)
+            })
+        })();
+        let written = match written {
+            Ok(w) => w,
             Err(e) => {
-                self.collect_garbage(&base.manifest);
+                inner.release(id, true);
                 return Err(e);
             }
         };
-        self.switch(&base, manifest, new_segment)?;
-        self.pending = Pending::default();
-        self.deletes.clear();
-        self.settings.clear();
-        let m = &self.index.snapshot().manifest;
-        Ok(CommitInfo { generation: m.generation, added, deleted, segments: m.segments.len(), live: m.live_docs() })
-    }
-
-    /// Writes the new segment and tombstones; returns the manifest that would commit them.
-    #[allow(clippy::type_complexity)]
-    fn prepare_commit(
-        &self,
-        base: &Snapshot,
-        progress: Progress<'_>,
-    ) -> Result<(Manifest, Option<(SegmentRecord, SegmentGraph)>, usize, usize)> {
-        let dir = self.index.dir().to_path_buf();
-        let mut manifest = base.manifest.clone();
-        manifest.generation += 1;
-        for (key, value) in &self.settings {
-            manifest.settings.retain(|(k, _)| k != key);
-            manifest.settings.push((key.clone(), value.clone()));
-        }
-        // 1. The new segment.
-        let mut new_segment = None;
-        let docs: Vec<usize> =
-            self.pending.docs.iter().enumerate().filter(|(_, d)| d.is_some()).map(|(i, _)| i).collect();
-        let added = docs.len();
-        if added > 0 {
-            let id = manifest.next_segment;
-            manifest.next_segment += 1;
-            let fields = docs.iter().map(|&i| {
-                let d = self.pending.docs[i].as_ref().expect("filtered above");
-                StoredDoc { id: &d.id, text: d.text.as_deref(), metadata: d.metadata.as_deref() }
+        inner.pause_writes();
+        let result = (|| {
+            inner.flush_all()?;
+            let mut live = inner.lock_live();
+            let mut disk = live.state.disk.clone();
+            let mut deleted = 0;
+            for d in &kept {
+                for (s, doc) in live.state.disk_copies(&d.id)? {
+                    let seg = &mut disk[s];
+                    if !seg.tombstones.get(doc as usize).is_some_and(|b| *b) {
+                        Arc::make_mut(&mut seg.tombstones).set(doc as usize, true);
+                        seg.deleted += 1;
+                        deleted += 1;
+                    }
+                }
+            }
+            let (record, graph) = written;
+            let segment = Segment::from_parts(inner.index.dir(), &record, &config, graph, inner.index.kernels())?;
+            let docs_count = record.docs as usize;
+            disk.push(DiskSegment {
+                tombstones: Arc::new(Tombstones::repeat(false, docs_count)),
+                deleted: 0,
+                segment: Arc::new(segment),
+                record,
             });
-            let blocks: Vec<Vec<f32>> = manifest
-                .config
-                .rungs
-                .iter()
-                .zip(&self.pending.vectors)
-                .map(|(r, all)| {
-                    docs.iter().flat_map(|&i| &all[i * r.rung.dim..(i + 1) * r.rung.dim]).copied().collect()
-                })
-                .collect();
-            let (record, graph) =
-                write_segment(&dir, id, &manifest.config, fields, &blocks, self.index.kernels(), progress)?;
-            manifest.segments.push(record.clone());
-            new_segment = Some((record, graph));
-        }
-        // 2. Tombstones.
-        let mut deleted = 0;
-        for (segment_id, bits) in &self.deletes {
-            let Some(record) = manifest.segments.iter_mut().find(|r| r.id == *segment_id) else { continue };
-            let before = record.deleted as usize;
-            let now = bits.count_ones();
-            if now <= before {
-                continue;
-            }
-            deleted += now - before;
-            record.deleted = now as u32;
-            let name = format!("{}.del-{}", basename(record.id), manifest.generation);
-            record.tombstones = Some(tombstones::write(&dir, &name, bits)?);
-        }
-        manifest.segments.retain(|r| r.live() > 0);
-        Ok((manifest, new_segment, added, deleted))
+            let applied = live.state.manifest.log_applied;
+            inner.commit_disk(&mut live, disk, applied, None)?;
+            Ok::<_, Error>((docs_count, deleted))
+        })();
+        inner.resume_writes();
+        inner.release(id, result.is_err());
+        let (added, deleted) = result?;
+        inner.wake(|w| w.merge = true);
+        Ok(inner.commit_info(added, deleted))
     }
 
-    /// Commits `manifest` (the point of no return) and takes up the new state.
-    fn switch(
-        &mut self,
-        base: &Snapshot,
-        manifest: Manifest,
-        new_segment: Option<(SegmentRecord, SegmentGraph)>,
-    ) -> Result<()> {
-        let dir = self.index.dir().to_path_buf();
-        if let Err(e) = manifest.commit(&dir) {
-            // The rename may have happened before the failure (e.g. the final directory sync).
-            let on_disk = Manifest::read(&dir).map(|m| m.generation).unwrap_or(base.manifest.generation);
-            if on_disk != manifest.generation {
-                self.collect_garbage(&base.manifest);
-                return Err(e);
-            }
-        }
-        match self.snapshot_after(base, &manifest, new_segment) {
-            Ok(next) => self.index.install(next),
-            Err(e) => {
-                let why = format!(
-                    "generation {} was committed, but this process could not open it: {e}",
-                    manifest.generation
-                );
-                self.poisoned = Some(why.clone());
-                return Err(Error::InvalidInput(why));
-            }
-        }
-        self.collect_garbage(&manifest);
-        Ok(())
+    /// Writes every mutable segment out as an immutable one now (normally the background
+    /// does, by size and age).
+    pub fn flush(&self) -> Result<CommitInfo> {
+        self.inner.check_usable()?;
+        self.inner.flush_all()?;
+        self.inner.wake(|w| w.merge = true);
+        Ok(self.inner.commit_info(0, 0))
     }
 
-    fn snapshot_after(
-        &self,
-        previous: &Snapshot,
-        manifest: &Manifest,
-        new_segment: Option<(SegmentRecord, SegmentGraph)>,
-    ) -> Result<Snapshot> {
-        let dir = self.index.dir();
-        let kernels = self.index.kernels();
-        let mut fresh = new_segment
-            .map(|(record, graph)| (record.id, Segment::from_parts(dir, &record, &manifest.config, graph, kernels)));
-        let mut segments = Vec::with_capacity(manifest.segments.len());
-        for record in &manifest.segments {
-            let segment = match previous.segments.iter().find(|v| v.record.id == record.id) {
-                Some(view) => Arc::clone(&view.segment),
-                None => match fresh.take() {
-                    Some((id, segment)) if id == record.id => Arc::new(segment?),
-                    _ => Arc::new(Segment::open(dir, record, &manifest.config, self.index.kernels())?),
-                },
-            };
-            let tombstones = match (&record.tombstones, self.deletes.get(&record.id)) {
-                (None, _) => Arc::new(Tombstones::repeat(false, record.docs as usize)),
-                (Some(_), Some(bits)) => Arc::new(bits.clone()),
-                (Some(file), None) => match previous.segments.iter().find(|v| v.record.id == record.id) {
-                    Some(view) if view.record.tombstones == record.tombstones => Arc::clone(&view.tombstones),
-                    _ => Arc::new(tombstones::read(dir, file, record.docs as usize, record.deleted as usize)?),
-                },
-            };
-            segments.push(SegmentView { record: record.clone(), segment, tombstones });
+    /// Runs the merges the policy asks for now (normally the background does); returns how
+    /// many ran.
+    pub fn merge(&self, progress: Progress<'_>) -> Result<usize> {
+        self.inner.check_usable()?;
+        let mut merges = 0;
+        while self.inner.merge_once(false, progress)? {
+            merges += 1;
         }
-        Ok(Snapshot { manifest: manifest.clone(), segments, kernels: self.index.kernels() })
+        Ok(merges)
     }
 
-    /// Merges every segment into one, dropping deleted documents (commits pending changes first).
-    pub fn compact(&mut self) -> Result<CommitInfo> {
+    /// Flushes, then merges every segment into one, dropping deleted documents (a full merge:
+    /// `barista compact`, `POST /admin/compact`). Writes go on meanwhile; those that arrive
+    /// during it stay in the mutable segment.
+    pub fn compact(&self) -> Result<CommitInfo> {
         self.compact_with(&|_, _, _| {})
     }
 
     /// [`IndexWriter::compact`], reporting progress.
-    pub fn compact_with(&mut self, progress: Progress<'_>) -> Result<CommitInfo> {
-        if self.has_changes() {
-            self.commit_with(progress)?;
+    pub fn compact_with(&self, progress: Progress<'_>) -> Result<CommitInfo> {
+        self.inner.check_usable()?;
+        self.inner.flush_all()?;
+        self.inner.merge_once(true, progress)?;
+        Ok(self.inner.commit_info(0, 0))
+    }
+
+    /// Sets a setting of a layer above and commits it with the manifest.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<CommitInfo> {
+        self.inner.check_usable()?;
+        let mut live = self.inner.lock_live();
+        let disk = live.state.disk.clone();
+        let applied = live.state.manifest.log_applied;
+        self.inner.commit_disk(&mut live, disk, applied, Some((key, value)))?;
+        drop(live);
+        Ok(self.inner.commit_info(0, 0))
+    }
+
+    /// What the writer holds and does.
+    pub fn stats(&self) -> WriterStats {
+        let inner = &self.inner;
+        let live = inner.lock_live();
+        let state = &live.state;
+        let mutable: usize = state.frozen.iter().chain(std::iter::once(&state.active)).map(|m| m.rows()).sum();
+        let dir = inner.index.dir();
+        let log_bytes: u64 = live
+            .logs
+            .iter()
+            .map(|l| std::fs::metadata(dir.join(wal::file_name(l.number))).map_or(0, |m| m.len()))
+            .sum::<u64>()
+            + live.log.len();
+        let c = &inner.counters;
+        WriterStats {
+            generation: state.manifest.generation,
+            log_applied: state.manifest.log_applied,
+            log_last: state.next_seq - 1,
+            log_files: live.logs.len() + 1,
+            log_bytes,
+            mutable_documents: mutable,
+            flushes_waiting: state.frozen.len(),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            merges_running: c.merges_running.load(Ordering::Relaxed),
+            merges: c.merges.load(Ordering::Relaxed),
+            group_commits: c.group_commits.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            last_error: c.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            recovery: inner.recovery.clone(),
         }
+    }
+
+    /// The current snapshot (as [`Index::snapshot`]).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.index.snapshot()
+    }
+}
+
+impl Inner {
+    fn lock_live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_group(&self) -> MutexGuard<'_, Group> {
+        self.group.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn config(&self) -> IndexConfig {
+        self.lock_live().state.config().clone()
+    }
+
+    fn wake(&self, set: impl FnOnce(&mut Wake)) {
+        set(&mut self.wake.lock().unwrap_or_else(|e| e.into_inner()));
+        self.wake_cv.notify_all();
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &*self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Ok(()),
+            Some(why) => Err(Error::Unusable(format!("this index writer is unusable ({why}); reopen the index"))),
+        }
+    }
+
+    fn poison(&self, why: String) {
+        self.poisoned.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(why);
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        *self.counters.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    fn commit_info(&self, added: usize, deleted: usize) -> CommitInfo {
+        let live = self.lock_live();
         let snapshot = self.index.snapshot();
-        let unchanged = snapshot.segments.len() <= 1 && snapshot.segments.iter().all(|v| v.record.deleted == 0);
-        if unchanged {
-            let m = &snapshot.manifest;
-            return Ok(CommitInfo {
-                generation: m.generation,
-                segments: m.segments.len(),
-                live: m.live_docs(),
-                ..Default::default()
-            });
+        CommitInfo {
+            generation: live.state.manifest.generation,
+            added,
+            deleted,
+            segments: snapshot.segment_count(),
+            live: live.state.live(),
         }
-        let dir = self.index.dir().to_path_buf();
-        // Compaction rewrites every document under fresh checksums: first make sure the data it
-        // copies is intact, or damage would be laundered into a "valid" segment.
-        for record in snapshot.manifest.segments.iter() {
-            crate::files::verify(&dir, &record.vectors)?;
-            crate::files::verify(&dir, &record.store)?;
+    }
+
+    /// Blocks group commits (waiting for the one in progress) until [`Inner::resume_writes`].
+    fn pause_writes(&self) {
+        let mut group = self.lock_group();
+        while group.busy {
+            group = self.group_done.wait(group).unwrap_or_else(|e| e.into_inner());
         }
-        let prepared = (|| -> Result<(Manifest, SegmentRecord, SegmentGraph)> {
-            let mut manifest = snapshot.manifest.clone();
-            manifest.generation += 1;
-            let config = manifest.config.clone();
-            let live: Vec<_> = snapshot.live_addresses().collect();
-            let mut blocks: Vec<Vec<f32>> =
-                config.rungs.iter().map(|r| Vec::with_capacity(live.len() * r.rung.dim)).collect();
-            for (r, block) in blocks.iter_mut().enumerate() {
-                for address in &live {
-                    let source = snapshot.block(address.segment, r)?;
-                    let (start, end) = (address.doc as usize * source.dim, (address.doc as usize + 1) * source.dim);
-                    match source.data {
-                        BlockData::F32(d) => block.extend_from_slice(&d[start..end]),
-                        BlockData::F16(d) => block.extend(d[start..end].iter().map(|v| v.to_f32())),
-                        BlockData::I8 { data, scales } => {
-                            block.extend(data[start..end].iter().zip(scales).map(|(&v, s)| f32::from(v) * s))
-                        }
+        group.busy = true;
+    }
+
+    fn resume_writes(&self) {
+        self.lock_group().busy = false;
+        self.group_done.notify_all();
+    }
+
+    /// A number for a new segment whose files are about to be written.
+    fn reserve(&self) -> u64 {
+        let mut live = self.lock_live();
+        let id = live.state.next_segment;
+        live.state.next_segment += 1;
+        live.reserved.insert(id);
+        id
+    }
+
+    /// Ends a reservation; `failed` removes the files written under it.
+    fn release(&self, id: u64, failed: bool) {
+        let mut live = self.lock_live();
+        live.reserved.remove(&id);
+        if failed {
+            remove_segment_files(self.index.dir(), id, &live.state.manifest);
+        }
+    }
+
+    /// The group commit (see the module docs); one result per request, in order.
+    fn commit_group(&self, batch: &[(u64, Vec<Op>)]) -> Vec<(u64, Result<WriteInfo>)> {
+        let mut out = Vec::with_capacity(batch.len());
+        if let Err(e) = self.check_usable() {
+            return batch.iter().map(|(t, _)| (*t, Err(e.duplicate()))).collect();
+        }
+        let mut live = self.lock_live();
+        // 1. The committed copies each operation replaces (the only step that reads files).
+        let mut accepted = Vec::with_capacity(batch.len());
+        for (ticket, ops) in batch {
+            match ops.iter().map(|op| live.state.disk_copies(op.id())).collect::<Result<Vec<_>>>() {
+                Ok(copies) => accepted.push((*ticket, ops, copies)),
+                Err(e) => out.push((*ticket, Err(e))),
+            }
+        }
+        if accepted.is_empty() {
+            return out;
+        }
+        // 2. Room in the mutable segment.
+        let upserts = |ops: &[Op]| ops.iter().filter(|op| matches!(op, Op::Upsert(_))).count();
+        let rows: usize = accepted.iter().map(|(_, ops, _)| upserts(ops)).sum();
+        let bytes: usize = accepted
+            .iter()
+            .flat_map(|(_, ops, _)| ops.iter())
+            .map(|op| match op {
+                Op::Upsert(d) => d.size(),
+                Op::Delete(_) => 0,
+            })
+            .sum();
+        if !live.state.fits(rows, bytes, self.options.flush_bytes)
+            && let Err(e) = self.freeze(&mut live, rows)
+        {
+            out.extend(accepted.iter().map(|(t, _, _)| (*t, Err(e.duplicate()))));
+            return out;
+        }
+        // 3. One append, one sync.
+        let mut buffer = Vec::new();
+        let mut firsts = Vec::with_capacity(accepted.len());
+        let mut seq = live.state.next_seq;
+        for (_, ops, _) in &accepted {
+            wal::encode_record(&mut buffer, seq, ops);
+            firsts.push(seq);
+            seq += ops.len() as u64;
+        }
+        if let Err(failure) = live.log.append_synced(&buffer) {
+            if !failure.rolled_back {
+                self.poison(format!(
+                    "the log could not be cut back after a failed write ({}), so it may hold writes that were refused",
+                    failure.error
+                ));
+            }
+            out.extend(accepted.iter().map(|(t, _, _)| (*t, Err(failure.error.duplicate()))));
+            return out;
+        }
+        self.counters.group_commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.requests.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+        // 4. Apply (nothing can fail from here on) and publish.
+        let mut results = Vec::with_capacity(accepted.len());
+        for ((ticket, ops, copies), first) in accepted.iter().zip(firsts) {
+            let mut existed = 0;
+            for (i, (op, copies)) in ops.iter().zip(copies).enumerate() {
+                if live.state.apply(first + i as u64, op, copies) {
+                    existed += 1;
+                }
+            }
+            results.push((*ticket, WriteInfo { first_seq: first, added: upserts(ops), existed, live: 0 }));
+        }
+        let live_docs = live.state.live();
+        out.extend(results.into_iter().map(|(t, info)| (t, Ok(WriteInfo { live: live_docs, ..info }))));
+        self.index.install(live.state.snapshot());
+        // 5. A full mutable segment starts its flush now.
+        let active = &live.state.active;
+        if (active.rows() >= self.options.flush_docs || active.table.bytes() >= self.options.flush_bytes)
+            && live.state.frozen.len() < self.options.max_frozen
+        {
+            let _ = self.freeze(&mut live, 0);
+        }
+        out
+    }
+
+    /// Freezes the active mutable segment and switches to a new log file (see
+    /// [`State::freeze`]).
+    fn freeze(&self, live: &mut Live, rows: usize) -> Result<()> {
+        if live.state.active.ops == 0 {
+            // Nothing logged into it: just make it large enough.
+            if live.state.active.table.capacity() < rows {
+                live.state.freeze(rows);
+                live.state.frozen.pop_back();
+            }
+            return Ok(());
+        }
+        if live.state.frozen.len() >= self.options.max_frozen {
+            let last = self.counters.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            return Err(Error::Busy(format!(
+                "{} mutable segments are waiting for their flush{}; retry shortly",
+                live.state.frozen.len(),
+                last.map_or(String::new(), |e| format!(" (the last flush failed: {e})"))
+            )));
+        }
+        let next = LogWriter::create(self.index.dir(), live.log.number() + 1)?;
+        let old = std::mem::replace(&mut live.log, next);
+        live.logs.push(LogFile { number: old.number(), last_seq: live.state.active.last_seq });
+        live.state.freeze(rows);
+        self.wake(|w| w.flush = true);
+        Ok(())
+    }
+
+    /// Freezes the active mutable segment (if it took writes) and flushes every frozen one.
+    fn flush_all(&self) -> Result<()> {
+        {
+            let mut live = self.lock_live();
+            if live.state.active.ops > 0 {
+                // Flush first if the queue is full, then freeze.
+                while live.state.frozen.len() >= self.options.max_frozen {
+                    drop(live);
+                    self.flush_one()?;
+                    live = self.lock_live();
+                }
+                self.freeze(&mut live, 0)?;
+            }
+        }
+        while self.flush_one()? {}
+        Ok(())
+    }
+
+    /// Flushes the oldest frozen mutable segment; returns whether there was one.
+    fn flush_one(&self) -> Result<bool> {
+        let _flushing = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        let (table, rows, applied) = {
+            let mut live = self.lock_live();
+            let Some(m) = live.state.frozen.front() else { return Ok(false) };
+            let taken = (Arc::clone(&m.table), m.rows(), m.last_seq);
+            live.reserved.insert(taken.0.id());
+            taken
+        };
+        let id = table.id();
+        let config = self.config();
+        let written = if rows > 0 {
+            match write_from_memory(self.index.dir(), &table, rows, &config, self.index.kernels(), &|| {
+                self.stopping.load(Ordering::Relaxed)
+            }) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    self.release(id, true);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        let mut live = self.lock_live();
+        let result = (|| {
+            let mut disk = live.state.disk.clone();
+            if let Some((record, graph)) = written {
+                let front = live.state.frozen.front().filter(|m| m.table.id() == id).ok_or_else(|| {
+                    Error::Unusable(format!("segment {id} was flushed twice (a bug)"))
+                })?;
+                let mut tombstones = (*front.tombstones).clone();
+                tombstones.truncate(rows);
+                let deleted = front.deleted;
+                let segment = Segment::from_parts(self.index.dir(), &record, &config, graph, self.index.kernels())?;
+                disk.push(DiskSegment { record, segment: Arc::new(segment), tombstones: Arc::new(tombstones), deleted });
+            }
+            let applied = applied.max(live.state.manifest.log_applied);
+            self.commit_disk(&mut live, disk, applied, None)
+        })();
+        live.reserved.remove(&id);
+        match result {
+            Ok(()) => {
+                live.state.frozen.pop_front();
+                let applied = live.state.manifest.log_applied;
+                let dir = self.index.dir().to_path_buf();
+                live.logs.retain(|l| {
+                    let covered = l.last_seq <= applied;
+                    if covered {
+                        let _ = std::fs::remove_file(dir.join(wal::file_name(l.number)));
+                    }
+                    !covered
+                });
+                self.index.install(live.state.snapshot());
+                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                drop(live);
+                self.wake(|w| w.merge = true);
+                Ok(true)
+            }
+            Err(e) => {
+                remove_segment_files(self.index.dir(), id, &live.state.manifest);
+                Err(e)
+            }
+        }
+    }
+
+    /// One merge: the policy's choice, or everything (`all`). Returns whether one ran.
+    fn merge_once(&self, all: bool, progress: Progress<'_>) -> Result<bool> {
+        let _merging = self.merging.lock().unwrap_or_else(|e| e.into_inner());
+        let (sources, id, config) = {
+            let mut live = self.lock_live();
+            let disk = &live.state.disk;
+            let chosen: Option<Vec<u64>> = if all {
+                (disk.len() > 1 || disk.iter().any(|d| d.deleted > 0)).then(|| disk.iter().map(|d| d.record.id).collect())
+            } else {
+                let candidates: Vec<Candidate> = disk
+                    .iter()
+                    .map(|d| Candidate { id: d.record.id, docs: d.record.docs, deleted: d.deleted })
+                    .collect();
+                self.options.merge.choose(&candidates)
+            };
+            let Some(chosen) = chosen else { return Ok(false) };
+            let sources: Vec<DiskSegment> = disk.iter().filter(|d| chosen.contains(&d.record.id)).cloned().collect();
+            let config = live.state.config().clone();
+            let id = live.state.next_segment;
+            live.state.next_segment += 1;
+            live.reserved.insert(id);
+            (sources, id, config)
+        };
+        self.counters.merges_running.fetch_add(1, Ordering::Relaxed);
+        let built = build_merged(self.index.dir(), id, &config, &sources, self.index.kernels(), progress, &|| {
+            self.stopping.load(Ordering::Relaxed)
+        });
+        let result = built.and_then(|(record, graph, maps)| {
+            let mut live = self.lock_live();
+            let docs = record.docs as usize;
+            let mut tombstones = Tombstones::repeat(false, docs);
+            let mut deleted = 0;
+            // Deletions since the merge started move to the merged segment.
+            for (source, map) in sources.iter().zip(&maps) {
+                let now = live.state.disk.iter().find(|d| d.record.id == source.record.id);
+                for doc in 0..source.record.docs as usize {
+                    let gone = now.is_none_or(|d| d.tombstones.get(doc).is_some_and(|b| *b));
+                    let new = map[doc];
+                    if gone && new != u32::MAX && !tombstones[new as usize] {
+                        tombstones.set(new as usize, true);
+                        deleted += 1;
                     }
                 }
             }
-            let docs: Vec<StoredDoc<'_>> = live.iter().map(|a| snapshot.doc(*a)).collect::<Result<_>>()?;
-            let id = manifest.next_segment;
-            manifest.next_segment += 1;
-            let (record, graph) =
-                write_segment(&dir, id, &config, docs.iter().copied(), &blocks, self.index.kernels(), progress)?;
-            manifest.segments = vec![record.clone()];
-            Ok((manifest, record, graph))
-        })();
-        let (manifest, record, graph) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                self.collect_garbage(&snapshot.manifest);
-                return Err(e);
+            let segment = Segment::from_parts(self.index.dir(), &record, &config, graph, self.index.kernels())?;
+            let merged = DiskSegment { record, segment: Arc::new(segment), tombstones: Arc::new(tombstones), deleted };
+            let ids: HashSet<u64> = sources.iter().map(|s| s.record.id).collect();
+            let mut disk = Vec::with_capacity(live.state.disk.len());
+            let mut placed = false;
+            for d in &live.state.disk {
+                if ids.contains(&d.record.id) {
+                    if !placed {
+                        disk.push(merged.clone());
+                        placed = true;
+                    }
+                } else {
+                    disk.push(d.clone());
+                }
             }
-        };
-        // Nothing of the old snapshot is reused: every segment is new.
-        let empty =
-            Snapshot { manifest: snapshot.manifest.clone(), segments: Vec::new(), kernels: self.index.kernels() };
-        self.switch(&empty, manifest, Some((record, graph)))?;
-        let m = &self.index.snapshot().manifest;
-        Ok(CommitInfo {
-            generation: m.generation,
-            added: 0,
-            deleted: 0,
-            segments: m.segments.len(),
-            live: m.live_docs(),
-        })
+            if !placed {
+                disk.push(merged);
+            }
+            let applied = live.state.manifest.log_applied;
+            let committed = self.commit_disk(&mut live, disk, applied, None);
+            live.reserved.remove(&id);
+            if committed.is_err() {
+                remove_segment_files(self.index.dir(), id, &live.state.manifest);
+            }
+            committed
+        });
+        self.counters.merges_running.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.counters.merges.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) => {
+                self.release(id, true);
+                Err(e)
+            }
+        }
     }
 
-    /// Removes files of this index that the manifest does not reference (left by crashes, failed
-    /// commits, replaced tombstones and compacted segments). Files that are not Barista's are
-    /// left alone. Best effort: a file that cannot be removed now is removed by a later pass.
-    fn collect_garbage(&self, manifest: &Manifest) {
+    /// Commits a manifest naming the live segments of `disk` (writing tombstone files for those
+    /// with new deletions), with `applied` and a setting, and takes it up: state, snapshot,
+    /// garbage. On failure nothing changes (what it wrote is removed).
+    fn commit_disk(
+        &self,
+        live: &mut Live,
+        mut disk: Vec<DiskSegment>,
+        applied: u64,
+        setting: Option<(&str, &str)>,
+    ) -> Result<()> {
         let dir = self.index.dir();
-        let keep: std::collections::HashSet<&str> = manifest.files().map(|f| f.name.as_str()).collect();
+        let base = Arc::clone(&live.state.manifest);
+        let mut manifest = (*base).clone();
+        manifest.format_version = crate::manifest::FORMAT_VERSION;
+        manifest.generation += 1;
+        manifest.log_applied = applied;
+        manifest.next_segment = live.state.next_segment;
+        if let Some((key, value)) = setting {
+            manifest.settings.retain(|(k, _)| k != key);
+            manifest.settings.push((key.to_string(), value.to_string()));
+        }
+        disk.retain(|d| d.live() > 0);
+        let mut written = Vec::new();
+        let prepared = (|| {
+            for d in &mut disk {
+                if d.dirty() {
+                    let name = format!("{}.del-{}", basename(d.record.id), manifest.generation);
+                    let record = tombstones::write(dir, &name, &d.tombstones)?;
+                    written.push(name);
+                    d.record.tombstones = Some(record);
+                    d.record.deleted = d.deleted;
+                }
+            }
+            manifest.segments = disk.iter().map(|d| d.record.clone()).collect();
+            Ok::<(), Error>(())
+        })();
+        let committed = prepared.and_then(|()| match manifest.commit(dir) {
+            Ok(()) => Ok(()),
+            // The rename may have happened before the failure (e.g. the final directory sync).
+            Err(e) => match Manifest::read(dir) {
+                Ok(m) if m.generation == manifest.generation => Ok(()),
+                _ => Err(e),
+            },
+        });
+        if let Err(e) = committed {
+            for name in written {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            return Err(e);
+        }
+        live.state.disk = disk;
+        live.state.manifest = Arc::new(manifest);
+        self.index.install(live.state.snapshot());
+        self.collect_garbage(live);
+        Ok(())
+    }
+
+    /// Removes files of this index that nothing names: not the manifest, not a log file still
+    /// needed, not a segment being written (crash leftovers, failed commits, replaced
+    /// tombstones, merged segments, flushed logs). Files that are not Barista's are left
+    /// alone. Best effort: what cannot be removed now is removed by a later pass.
+    fn collect_garbage(&self, live: &Live) {
+        let dir = self.index.dir();
+        let keep: HashSet<&str> = live.state.manifest.files().map(|f| f.name.as_str()).collect();
+        let reserved: Vec<String> = live.reserved.iter().map(|&id| format!("{}.", basename(id))).collect();
+        let logs: HashSet<u64> = live.logs.iter().map(|l| l.number).chain([live.log.number()]).collect();
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let ours = name.starts_with("seg-") || name == "MANIFEST.tmp";
-            if ours && !keep.contains(name) && name != MANIFEST && name != LOCK {
+            let garbage = if let Some(number) = wal::parse_name(name) {
+                !logs.contains(&number)
+            } else if name.starts_with("seg-") {
+                !keep.contains(name) && !reserved.iter().any(|r| name.starts_with(r.as_str()))
+            } else {
+                name == "MANIFEST.tmp"
+            };
+            if garbage && name != MANIFEST && name != LOCK {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
 }
 
-/// Writes segment `id` from documents and per-rung f32 blocks; returns its record and graph.
+/// The background flusher: flushes frozen mutable segments, and the active one once it is
+/// older than `flush_age`; a failure is recorded and retried with a growing pause.
+fn flusher(inner: &Inner) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        {
+            let mut wake = inner.wake.lock().unwrap_or_else(|e| e.into_inner());
+            if !wake.flush && !wake.stop {
+                wake = inner.wake_cv.wait_timeout(wake, Duration::from_millis(500)).unwrap_or_else(|e| e.into_inner()).0;
+            }
+            if wake.stop {
+                return;
+            }
+            wake.flush = false;
+        }
+        {
+            let mut live = inner.lock_live();
+            let active = &live.state.active;
+            if active.ops > 0
+                && active.created.elapsed() >= inner.options.flush_age
+                && live.state.frozen.len() < inner.options.max_frozen
+            {
+                let _ = inner.freeze(&mut live, 0);
+            }
+        }
+        loop {
+            match inner.flush_one() {
+                Ok(true) => {
+                    pause = Duration::from_millis(100);
+                    inner.set_last_error(None);
+                }
+                Ok(false) => break,
+                Err(Error::Cancelled) => return,
+                Err(e) => {
+                    inner.set_last_error(Some(format!("flush: {e}")));
+                    sleep_unless_stopped(inner, pause);
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The background merger: runs the policy's merges after flushes and merges.
+fn merger(inner: &Inner) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        {
+            let mut wake = inner.wake.lock().unwrap_or_else(|e| e.into_inner());
+            if !wake.merge && !wake.stop {
+                wake = inner.wake_cv.wait_timeout(wake, Duration::from_secs(5)).unwrap_or_else(|e| e.into_inner()).0;
+            }
+            if wake.stop {
+                return;
+            }
+            wake.merge = false;
+        }
+        if inner.check_usable().is_err() {
+            continue;
+        }
+        loop {
+            match inner.merge_once(false, &|_, _, _| {}) {
+                Ok(true) => pause = Duration::from_millis(100),
+                Ok(false) => break,
+                Err(Error::Cancelled) => return,
+                Err(e) => {
+                    inner.set_last_error(Some(format!("merge: {e}")));
+                    sleep_unless_stopped(inner, pause);
+                    pause = (pause * 2).min(Duration::from_secs(60));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn sleep_unless_stopped(inner: &Inner, pause: Duration) {
+    let deadline = Instant::now() + pause;
+    let mut wake = inner.wake.lock().unwrap_or_else(|e| e.into_inner());
+    while !wake.stop && Instant::now() < deadline {
+        wake = inner.wake_cv.wait_timeout(wake, deadline - Instant::now()).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
+/// Removes the files of segment `id` unless the manifest names them.
+fn remove_segment_files(dir: &Path, id: u64, manifest: &Manifest) {
+    let prefix = format!("{}.", basename(id));
+    if manifest.segments.iter().any(|s| s.id == id) {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Writes the first `rows` rows of a mutable segment as segment files (same number).
+fn write_from_memory(
+    dir: &Path,
+    table: &MutableSegment,
+    rows: usize,
+    config: &IndexConfig,
+    kernels: crate::scan::Kernels,
+    cancel: &dyn Fn() -> bool,
+) -> Result<(SegmentRecord, Option<SegmentGraph>)> {
+    let blocks: Vec<Vec<f32>> = (0..config.rungs.len()).map(|r| f32_rows(&table.block(r, rows))).collect();
+    let docs: Vec<StoredDoc<'_>> = (0..rows as u32)
+        .map(|row| table.doc(row).ok_or_else(|| Error::Unusable(format!("row {row} of segment {} is missing", table.id()))))
+        .collect::<Result<_>>()?;
+    write_segment(dir, table.id(), config, docs.iter().copied(), &blocks, kernels, &|_, _, _| {}, cancel)
+}
+
+/// A block's values as f32 (exact for f32 and f16; i8 rows dequantised).
+fn f32_rows(block: &vectors::RungBlock<'_>) -> Vec<f32> {
+    match block.data {
+        BlockData::F32(d) => d.to_vec(),
+        BlockData::F16(d) => d.iter().map(|v| v.to_f32()).collect(),
+        BlockData::I8 { data, scales } => data
+            .chunks_exact(block.dim)
+            .flat_map(|row| row.iter().zip(scales).map(|(&v, s)| f32::from(v) * s))
+            .collect(),
+    }
+}
+
+/// Writes the live documents of `sources` (as of their tombstones when the merge started) as
+/// segment `id`; returns it and, per source, each document's new number (`u32::MAX`: dropped).
+#[allow(clippy::type_complexity)]
+fn build_merged(
+    dir: &Path,
+    id: u64,
+    config: &IndexConfig,
+    sources: &[DiskSegment],
+    kernels: crate::scan::Kernels,
+    progress: Progress<'_>,
+    cancel: &dyn Fn() -> bool,
+) -> Result<(SegmentRecord, Option<SegmentGraph>, Vec<Vec<u32>>)> {
+    // A merge rewrites every document under fresh checksums: first make sure the data it
+    // copies is intact, or damage would be laundered into a "valid" segment.
+    for s in sources {
+        crate::files::verify(dir, &s.record.vectors)?;
+        crate::files::verify(dir, &s.record.store)?;
+    }
+    let live: usize = sources.iter().map(|s| s.live() as usize).sum();
+    let mut maps = Vec::with_capacity(sources.len());
+    let mut blocks: Vec<Vec<f32>> = config.rungs.iter().map(|r| Vec::with_capacity(live * r.rung.dim)).collect();
+    let mut docs = Vec::with_capacity(live);
+    let mut next = 0u32;
+    for s in sources {
+        if cancel() {
+            return Err(Error::Cancelled);
+        }
+        let keep: Vec<u32> = (0..s.record.docs).filter(|&d| !s.tombstones.get(d as usize).is_some_and(|b| *b)).collect();
+        let mut map = vec![u32::MAX; s.record.docs as usize];
+        for &doc in &keep {
+            map[doc as usize] = next;
+            next += 1;
+            docs.push(s.segment.doc(doc)?);
+        }
+        for (r, block) in blocks.iter_mut().enumerate() {
+            let source = s.segment.block(r);
+            let dim = source.dim;
+            for &doc in &keep {
+                let (a, b) = (doc as usize * dim, (doc as usize + 1) * dim);
+                match source.data {
+                    BlockData::F32(d) => block.extend_from_slice(&d[a..b]),
+                    BlockData::F16(d) => block.extend(d[a..b].iter().map(|v| v.to_f32())),
+                    BlockData::I8 { data, scales } => {
+                        block.extend(data[a..b].iter().zip(scales).map(|(&v, s)| f32::from(v) * s))
+                    }
+                }
+            }
+        }
+        maps.push(map);
+    }
+    let (record, graph) = write_segment(dir, id, config, docs.iter().copied(), &blocks, kernels, progress, cancel)?;
+    Ok((record, graph, maps))
+}
+
+/// Writes segment `id` from documents and per-rung f32 blocks: vectors, store, ids, and a graph
+/// if it has at least the graph's `min_docs` documents. Returns its record and graph.
+#[allow(clippy::too_many_arguments)]
 fn write_segment<'a>(
     dir: &Path,
     id: u64,
@@ -507,44 +1157,52 @@ fn write_segment<'a>(
     blocks: &[Vec<f32>],
     kernels: crate::scan::Kernels,
     progress: Progress<'_>,
-) -> Result<(SegmentRecord, SegmentGraph)> {
+    cancel: &dyn Fn() -> bool,
+) -> Result<(SegmentRecord, Option<SegmentGraph>)> {
     let count = docs.len();
     let name = basename(id);
     let refs: Vec<&[f32]> = blocks.iter().map(Vec::as_slice).collect();
     let vectors = vectors::write(dir, &format!("{name}.vec"), &config.rungs, count, &refs)?;
     let store = store::write(dir, &format!("{name}.docs"), docs.clone())?;
     let ids = ids::write(dir, &format!("{name}.ids"), docs.map(|d| d.id))?;
-    // The graph indexes the vectors as stored (rounded to f16 if the rung is stored in f16).
-    let graph_rung = config.graph.rung;
-    let dim = config.rungs[graph_rung].rung.dim;
-    let source = &blocks[graph_rung];
-    let graph_vectors: Vec<f32> = match config.rungs[graph_rung].element {
-        crate::config::ElementType::I8 => {
-            let scales = vectors::i8_scales(source, dim);
-            source
-                .chunks_exact(dim)
-                .flat_map(|row| row.iter().zip(&scales).map(|(v, s)| f32::from(vectors::quantize(*v, *s)) * s))
-                .collect()
-        }
-        crate::config::ElementType::F32 => blocks[graph_rung].clone(),
-        crate::config::ElementType::F16 => {
-            blocks[graph_rung].iter().map(|v| half::f16::from_f32(*v).to_f32()).collect()
-        }
-    };
-    let mut graph = SegmentGraph::build(&graph_vectors, dim, &config.graph, kernels, &|done, total| {
-        progress("graph", done, total)
-    })?;
-    let graph_files = graph.save(dir, &name)?;
-    let record = SegmentRecord {
+    let mut record = SegmentRecord {
         id,
         docs: count as u32,
         deleted: 0,
         vectors,
         store,
         ids,
-        graph: graph_files,
-        graph_max_norm: graph.max_norm(),
+        graph: Vec::new(),
+        graph_max_norm: 0.0,
         tombstones: None,
     };
-    Ok((record, graph))
+    if !config.graph.wanted(count) {
+        return Ok((record, None));
+    }
+    // The graph indexes the vectors as stored (rounded to f16 if the rung is stored in f16).
+    let graph_rung = config.graph.rung;
+    let dim = config.rungs[graph_rung].rung.dim;
+    let source = &blocks[graph_rung];
+    let graph_vectors: Vec<f32> = match config.rungs[graph_rung].element {
+        ElementType::I8 => {
+            let scales = vectors::i8_scales(source, dim);
+            source
+                .chunks_exact(dim)
+                .flat_map(|row| row.iter().zip(&scales).map(|(v, s)| f32::from(vectors::quantize(*v, *s)) * s))
+                .collect()
+        }
+        ElementType::F32 => source.clone(),
+        ElementType::F16 => source.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect(),
+    };
+    let mut graph = SegmentGraph::build(
+        &graph_vectors,
+        dim,
+        &config.graph,
+        kernels,
+        &|done, total| progress("graph", done, total),
+        cancel,
+    )?;
+    record.graph = graph.save(dir, &name)?;
+    record.graph_max_norm = graph.max_norm();
+    Ok((record, Some(graph)))
 }

@@ -5,23 +5,18 @@
 mod common;
 
 use barista_index::{Index, OpenOptions};
-use common::{config, create, doc};
+use common::{bulk, config, create, delete, docs, manual_writer};
 use std::path::Path;
 
 /// Builds an index with two segments, one of them with tombstones.
 fn build(dir: &Path) {
     let c = config(&[(1, 8), (2, 16)], &[1], 0);
     let index = create(dir, c.clone());
-    let mut w = index.writer().unwrap();
-    for i in 0..40 {
-        w.add(doc(&c, &format!("a{i}"), 0)).unwrap();
-    }
-    w.commit().unwrap();
-    for i in 0..40 {
-        w.add(doc(&c, &format!("b{i}"), 0)).unwrap();
-    }
-    w.delete("a3").unwrap();
-    w.commit().unwrap();
+    let w = manual_writer(&index);
+    bulk(&w, docs(&c, "a", 0..40, 0));
+    bulk(&w, docs(&c, "b", 0..40, 0));
+    delete(&w, &["a3"]);
+    w.flush().unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {

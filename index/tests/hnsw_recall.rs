@@ -27,14 +27,13 @@ fn sweep(normalise: bool) -> Vec<(usize, f64)> {
     }
     let dir = tempfile::tempdir().unwrap();
     let index = Index::create(dir.path(), config(&[(0, dim)], &[], 0)).unwrap();
-    let mut writer = index.writer().unwrap();
-    for i in 0..base.len() {
-        writer
-            .add(NewDocument { id: i.to_string(), text: None, metadata: None, vectors: vec![base.row(i).to_vec()] })
-            .unwrap();
-    }
+    let writer = index.writer().unwrap();
+    let c = index.snapshot().config().clone();
+    let docs: Vec<NewDocument> = (0..base.len())
+        .map(|i| NewDocument::new(&c, i.to_string(), None, None, vec![base.row(i).to_vec()]).unwrap())
+        .collect();
     let t = Instant::now();
-    writer.commit().unwrap();
+    writer.add_segment(docs, &|_, _, _| {}).unwrap();
     eprintln!("built the graph over {} vectors in {:.2} s", base.len(), t.elapsed().as_secs_f64());
     let snapshot = index.snapshot();
     let exact: Vec<HashSet<_>> = (0..queries.len())
@@ -81,16 +80,14 @@ fn exact_search_finds_the_true_maximum_inner_products() {
     let dir = tempfile::tempdir().unwrap();
     // Two segments, so that the merge across segments is exercised too.
     let index = Index::create(dir.path(), config(&[(0, dim)], &[], 0)).unwrap();
-    let mut writer = index.writer().unwrap();
-    for i in 0..base.len() {
-        writer
-            .add(NewDocument { id: i.to_string(), text: None, metadata: None, vectors: vec![base.row(i).to_vec()] })
-            .unwrap();
-        if i == 4999 {
-            writer.commit().unwrap();
-        }
-    }
-    writer.commit().unwrap();
+    let writer = index.writer().unwrap();
+    let c = index.snapshot().config().clone();
+    let mut docs: Vec<NewDocument> = (0..base.len())
+        .map(|i| NewDocument::new(&c, i.to_string(), None, None, vec![base.row(i).to_vec()]).unwrap())
+        .collect();
+    let second = docs.split_off(5000);
+    writer.add_segment(docs, &|_, _, _| {}).unwrap();
+    writer.add_segment(second, &|_, _, _| {}).unwrap();
     let snapshot = index.snapshot();
     assert_eq!(snapshot.segment_count(), 2);
     for q in 0..10 {

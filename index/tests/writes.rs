@@ -1,10 +1,11 @@
-//! Adds, updates, deletes, compaction, reopening, the writer lock and bad input.
+//! Live writes (log + mutable segment), bulk segments, flushes, merges, compaction, reopening,
+//! the writer lock and bad input.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use barista_index::{Error, Index, IndexConfig, IndexWriter, NewDocument};
-use common::{config, create, doc};
+use barista_index::{Error, Index, IndexConfig, MergePolicy, NewDocument, Op, WriterOptions};
+use common::{bulk, config, create, delete, doc, docs, live_ids, manual_writer, upsert, vectors};
 
 fn cfg() -> IndexConfig {
     config(&[(1, 8), (2, 16), (3, 32)], &[1], 0)
@@ -17,93 +18,80 @@ fn fresh() -> (tempfile::TempDir, Index, IndexConfig) {
     (dir, index, cfg())
 }
 
-/// Adds documents `{prefix}{i}` for every `i` in `range`, at `version`.
-fn add_many(w: &mut IndexWriter, c: &IndexConfig, prefix: &str, range: std::ops::Range<usize>, version: u64) {
-    for i in range {
-        w.add(doc(c, &format!("{prefix}{i}"), version)).unwrap();
-    }
-}
-
-fn ids(index: &Index) -> Vec<String> {
+/// Checks that every id in `0..70` of prefix `d` holds what `add_update_delete…` left.
+fn check_content(index: &Index, c: &IndexConfig) {
     let s = index.snapshot();
-    let mut ids: Vec<String> = s.live_addresses().map(|a| s.doc(a).unwrap().id.to_string()).collect();
-    ids.sort();
-    ids
+    assert_eq!(s.len(), 65);
+    for i in 0..70 {
+        let id = format!("d{i}");
+        let found = s.lookup(&id).unwrap();
+        if (40..45).contains(&i) {
+            assert!(found.is_none(), "{id} was deleted");
+            continue;
+        }
+        let address = found.unwrap_or_else(|| panic!("{id} is missing"));
+        let stored = s.doc(address).unwrap();
+        let version = if i < 10 { 1 } else { 0 };
+        assert_eq!(stored.text, Some(format!("text of {id} v{version}").as_str()));
+        let want = vectors(c, &id, version);
+        // f32 rung: exact; f16 rung: rounded.
+        assert_eq!(s.block(address.segment, 0).unwrap().row_f32(address.doc as usize), want[0]);
+        let f16_row = s.block(address.segment, 1).unwrap().row_f32(address.doc as usize);
+        assert!(f16_row.iter().zip(&want[1]).all(|(a, b)| (a - b).abs() < 1e-3));
+    }
+    assert!(s.lookup("short-lived").unwrap().is_none());
 }
 
 #[test]
-fn add_update_delete_compact_and_reopen() {
+fn add_update_delete_flush_compact_and_reopen() {
     let (dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
-    add_many(&mut w, &c, "d", 0..50, 0);
-    assert!(index.snapshot().is_empty(), "nothing is visible before the commit");
-    let info = w.commit().unwrap();
+    let w = manual_writer(&index);
+    let info = bulk(&w, docs(&c, "d", 0..50, 0));
     assert_eq!((info.added, info.live, info.segments, info.generation), (50, 50, 1, 1));
 
-    // Update 10, delete 5 (one of them just added), add 20 new.
-    add_many(&mut w, &c, "d", 0..10, 1);
-    for i in 40..45 {
-        assert!(w.delete(&format!("d{i}")).unwrap());
-    }
-    assert!(!w.delete("never-existed").unwrap());
-    add_many(&mut w, &c, "d", 50..70, 0);
-    w.add(doc(&c, "short-lived", 0)).unwrap();
-    assert!(w.delete("short-lived").unwrap());
-    let info = w.commit().unwrap();
-    assert_eq!((info.added, info.deleted, info.live), (30, 15, 65));
-    assert_eq!(info.segments, 2);
+    // Live writes: update 10, delete 5, add 20 new, add and delete one; each visible at once.
+    upsert(&w, docs(&c, "d", 0..10, 1));
+    assert_eq!(index.snapshot().len(), 50, "replacements do not change the count");
+    assert_eq!(delete(&w, &["d40", "d41", "d42", "d43", "d44", "never-existed"]), 5);
+    upsert(&w, docs(&c, "d", 50..70, 0));
+    upsert(&w, vec![doc(&c, "short-lived", 0)]);
+    assert_eq!(delete(&w, &["short-lived"]), 1);
+    check_content(&index, &c);
+    assert_eq!(index.snapshot().manifest().generation, 1, "live writes are in the log, not in a commit");
 
-    let check = |index: &Index| {
-        let s = index.snapshot();
-        assert_eq!(s.len(), 65);
-        for i in 0..70 {
-            let id = format!("d{i}");
-            let found = s.lookup(&id).unwrap();
-            if (40..45).contains(&i) {
-                assert!(found.is_none(), "{id} was deleted");
-                continue;
-            }
-            let address = found.unwrap_or_else(|| panic!("{id} is missing"));
-            let stored = s.doc(address).unwrap();
-            let version = if i < 10 { 1 } else { 0 };
-            assert_eq!(stored.text, Some(format!("text of {id} v{version}").as_str()));
-            let want = doc(&c, &id, version);
-            // f32 rung: exact; f16 rung: rounded.
-            assert_eq!(s.block(address.segment, 0).unwrap().row_f32(address.doc as usize), want.vectors[0]);
-            let f16_row = s.block(address.segment, 1).unwrap().row_f32(address.doc as usize);
-            assert!(f16_row.iter().zip(&want.vectors[1]).all(|(a, b)| (a - b).abs() < 1e-3));
-        }
-        assert!(s.lookup("short-lived").unwrap().is_none());
-    };
-    check(&index);
+    // A reader opened now replays the log: it sees the same.
+    check_content(&Index::open(dir.path()).unwrap(), &c);
+
+    // Flush: the mutable segment becomes a segment, the log is covered.
+    w.flush().unwrap();
+    let s = index.snapshot();
+    assert_eq!(s.manifest().segments.len(), 2);
+    assert!(s.segments().iter().all(|seg| !seg.in_memory));
+    assert_eq!(s.manifest().log_applied, 38);
+    check_content(&index, &c);
+    let q = vectors(&c, "query", 9);
+    let before = (s.graph_search(&q[0], 10, 64).unwrap(), s.exact_search(2, &q[2], 10).unwrap());
     drop(w);
-    // Reopen: identical content and identical search results.
-    let before = {
-        let s = index.snapshot();
-        let q = doc(&c, "query", 9).vectors;
-        (s.graph_search(&q[0], 10, 64).unwrap(), s.exact_search(2, &q[2], 10).unwrap())
-    };
     let reopened = Index::open(dir.path()).unwrap();
-    check(&reopened);
-    let after = {
-        let s = reopened.snapshot();
-        let q = doc(&c, "query", 9).vectors;
-        (s.graph_search(&q[0], 10, 64).unwrap(), s.exact_search(2, &q[2], 10).unwrap())
-    };
-    assert_eq!(before, after);
+    check_content(&reopened, &c);
+    let s = reopened.snapshot();
+    assert_eq!((s.graph_search(&q[0], 10, 64).unwrap(), s.exact_search(2, &q[2], 10).unwrap()), before);
 
     // Compaction merges everything and drops the deleted documents.
-    let mut w = reopened.writer().unwrap();
+    let w = manual_writer(&reopened);
     let info = w.compact().unwrap();
     assert_eq!((info.segments, info.live), (1, 65));
-    check(&reopened);
+    check_content(&reopened, &c);
     assert_eq!(reopened.snapshot().manifest().segments[0].deleted, 0);
     drop(w);
-    check(&Index::open(dir.path()).unwrap());
-    // Only the files the manifest names remain (plus MANIFEST and LOCK).
+    check_content(&Index::open(dir.path()).unwrap(), &c);
+    // Only the files the manifest names remain (plus MANIFEST, LOCK and the writer's log file).
     let manifest = reopened.snapshot().manifest().clone();
-    let mut on_disk: Vec<String> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with("wal-"))
+        .collect();
     on_disk.sort();
     let mut expected: Vec<String> =
         manifest.files().map(|f| f.name.clone()).chain(["LOCK".into(), "MANIFEST".into()]).collect();
@@ -112,82 +100,298 @@ fn add_update_delete_compact_and_reopen() {
 }
 
 #[test]
+fn acknowledged_writes_survive_without_a_flush() {
+    let (dir, index, c) = fresh();
+    {
+        let w = manual_writer(&index);
+        upsert(&w, docs(&c, "a", 0..30, 0));
+        delete(&w, &["a3"]);
+        upsert(&w, vec![doc(&c, "a4", 2)]);
+        // Dropped without a flush, as a crash would.
+    }
+    let reopened = Index::open(dir.path()).unwrap();
+    let s = reopened.snapshot();
+    assert_eq!(s.len(), 29);
+    assert_eq!(reopened.log_summary().replayed, 32);
+    assert_eq!(s.doc(s.lookup("a4").unwrap().unwrap()).unwrap().text, Some("text of a4 v2"));
+    // The writer replays too, then flushes what it replayed.
+    let w = manual_writer(&reopened);
+    assert_eq!(w.stats().flushes_waiting, 1);
+    w.flush().unwrap();
+    assert_eq!(live_ids(&reopened).len(), 29);
+    assert_eq!(reopened.snapshot().manifest().log_applied, 32);
+    drop(w);
+    let logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("wal-"))
+        .collect();
+    assert_eq!(logs.len(), 1, "covered log files are removed: {logs:?}");
+}
+
+#[test]
+fn a_torn_log_tail_is_cut_and_reported_and_other_damage_refused() {
+    let (dir, index, c) = fresh();
+    let log = {
+        let w = manual_writer(&index);
+        upsert(&w, docs(&c, "a", 0..3, 0));
+        upsert(&w, docs(&c, "b", 0..3, 0));
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("wal-"))
+            .unwrap()
+    };
+    // A crash in the middle of the second record.
+    let whole = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &whole[..whole.len() - 10]).unwrap();
+    let reader = Index::open(dir.path()).unwrap();
+    assert_eq!(live_ids(&reader), vec!["a0", "a1", "a2"]);
+    assert!(reader.log_summary().cut.unwrap().contains("left out"), "a reader only leaves it out");
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), whole.len() as u64 - 10, "a reader changes nothing");
+    let w = manual_writer(&reader);
+    let cut = w.stats().recovery.cut.unwrap();
+    assert!(cut.contains("cut ") && cut.contains("incomplete"), "{cut}");
+    assert!(std::fs::metadata(&log).unwrap().len() < whole.len() as u64 - 10);
+    upsert(&w, vec![doc(&c, "c0", 0)]);
+    drop(w);
+    assert_eq!(live_ids(&Index::open(dir.path()).unwrap()), vec!["a0", "a1", "a2", "c0"]);
+
+    // A damaged record in an older log file (newer ones follow) is refused, never skipped.
+    let mut bytes = std::fs::read(&log).unwrap();
+    let middle = 32 + 40;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&log, bytes).unwrap();
+    let err = Index::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("is damaged") && err.contains("newer log files follow"), "{err}");
+}
+
+#[test]
+fn concurrent_writes_share_log_syncs() {
+    let (_dir, index, c) = fresh();
+    let w = manual_writer(&index);
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (w, c) = (&w, &c);
+            scope.spawn(move || {
+                for i in 0..40 {
+                    upsert(w, vec![doc(c, &format!("t{t}-{i}"), 0)]);
+                }
+            });
+        }
+    });
+    let stats = w.stats();
+    assert_eq!(stats.requests, 320);
+    assert_eq!(index.snapshot().len(), 320);
+    assert!(
+        stats.group_commits < stats.requests,
+        "{} syncs for {} requests: concurrent requests must share them",
+        stats.group_commits,
+        stats.requests
+    );
+}
+
+#[test]
+fn flushes_and_merges_keep_segments_few_and_results_unchanged() {
+    let (dir, index, c) = fresh();
+    let options = WriterOptions {
+        flush_docs: 20,
+        background: false,
+        merge: MergePolicy { factor: 4, floor_docs: 20, ..MergePolicy::default() },
+        ..WriterOptions::default()
+    };
+    let w = index.writer_with(options).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    for i in 0..600 {
+        let id = format!("d{}", i % 400);
+        upsert(&w, vec![doc(&c, &id, i / 400)]);
+        model.insert(id, i / 400);
+        if i % 7 == 0 {
+            let victim = format!("d{}", (i * 13) % 400);
+            if model.remove(&victim).is_some() {
+                assert_eq!(delete(&w, &[&victim]), 1);
+            }
+        }
+        if i % 20 == 19 {
+            w.flush().unwrap();
+            w.merge(&|_, _, _| {}).unwrap();
+            let segments = index.snapshot().manifest().segments.len();
+            assert!(segments <= 3 * 3 + 1, "{segments} segments after {i} writes");
+        }
+    }
+    let s = index.snapshot();
+    let mut got = std::collections::BTreeMap::new();
+    for a in s.live_addresses() {
+        let d = s.doc(a).unwrap();
+        let version: u64 = d.text.unwrap().rsplit('v').next().unwrap().parse().unwrap();
+        assert!(got.insert(d.id.to_string(), version).is_none(), "{} is live twice", d.id);
+    }
+    assert_eq!(got, model);
+    assert!(w.stats().merges > 0);
+    // The same documents written in bulk give the same exact results.
+    let q = vectors(&c, "query", 3);
+    let live = s.exact_search(2, &q[2], 10).unwrap();
+    let names = |s: &barista_index::Snapshot, hits: &[barista_index::Hit]| {
+        hits.iter().map(|h| (s.doc(h.address).unwrap().id.to_string(), h.score)).collect::<Vec<_>>()
+    };
+    let other = tempfile::tempdir().unwrap();
+    let bulk_index = create(other.path(), c.clone());
+    let bw = manual_writer(&bulk_index);
+    bulk(&bw, model.iter().map(|(id, v)| doc(&c, id, *v)).collect());
+    let b = bulk_index.snapshot();
+    assert_eq!(names(&s, &live), names(&b, &b.exact_search(2, &q[2], 10).unwrap()));
+    drop(w);
+    assert_eq!(live_ids(&Index::open(dir.path()).unwrap()), model.keys().cloned().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_snapshot_never_changes_under_writes_flushes_and_merges() {
+    let (_dir, index, c) = fresh();
+    let w = manual_writer(&index);
+    bulk(&w, docs(&c, "a", 0..100, 0));
+    upsert(&w, docs(&c, "b", 0..50, 0));
+    let held = index.snapshot();
+    let q = vectors(&c, "q", 1);
+    let before = held.exact_search(2, &q[2], 20).unwrap();
+    let ids_before: Vec<String> = before.iter().map(|h| held.doc(h.address).unwrap().id.to_string()).collect();
+    for h in &before[..5] {
+        let id = held.doc(h.address).unwrap().id.to_string();
+        delete(&w, &[&id]);
+    }
+    upsert(&w, docs(&c, "c", 0..50, 0));
+    w.compact().unwrap();
+    assert_eq!(held.exact_search(2, &q[2], 20).unwrap(), before);
+    let ids_after: Vec<String> = before.iter().map(|h| held.doc(h.address).unwrap().id.to_string()).collect();
+    assert_eq!(ids_before, ids_after, "every hit of the held snapshot is still fetchable");
+    assert_eq!(held.len(), 150);
+    assert_eq!(index.snapshot().len(), 195);
+}
+
+#[test]
+fn deletes_during_a_merge_are_carried_into_the_merged_segment() {
+    // Background merges race a thread that deletes; the final state must be exact.
+    let (dir, index, c) = fresh();
+    let options = WriterOptions {
+        flush_docs: 25,
+        merge: MergePolicy { factor: 3, floor_docs: 25, ..MergePolicy::default() },
+        ..WriterOptions::default()
+    };
+    let w = index.writer_with(options).unwrap();
+    for round in 0..8 {
+        bulk(&w, docs(&c, &format!("r{round}-"), 0..60, 0));
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..60 {
+                for round in 0..8 {
+                    if (i + round) % 3 == 0 {
+                        assert_eq!(delete(&w, &[&format!("r{round}-{i}")]), 1);
+                    }
+                }
+            }
+        });
+        scope.spawn(|| {
+            for _ in 0..5 {
+                w.compact().unwrap();
+            }
+        });
+    });
+    w.compact().unwrap();
+    let expected: usize = (0..60).map(|i| (0..8).filter(|r| (i + r) % 3 != 0).count()).sum();
+    assert_eq!(index.snapshot().len(), expected as u64);
+    assert_eq!(index.snapshot().manifest().segments.len(), 1);
+    drop(w);
+    let reopened = Index::open(dir.path()).unwrap();
+    assert_eq!(reopened.snapshot().len(), expected as u64);
+    for i in 0..60 {
+        for round in 0..8 {
+            let present = reopened.snapshot().lookup(&format!("r{round}-{i}")).unwrap().is_some();
+            assert_eq!(present, (i + round) % 3 != 0, "r{round}-{i}");
+        }
+    }
+}
+
+#[test]
 fn deleting_everything_in_a_segment_drops_it() {
     let (_dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
-    w.add(doc(&c, "a", 0)).unwrap();
-    w.commit().unwrap();
-    w.add(doc(&c, "b", 0)).unwrap();
-    w.commit().unwrap();
-    assert!(w.delete("a").unwrap());
-    let info = w.commit().unwrap();
+    let w = manual_writer(&index);
+    bulk(&w, vec![doc(&c, "a", 0)]);
+    bulk(&w, vec![doc(&c, "b", 0)]);
+    assert_eq!(delete(&w, &["a"]), 1);
+    let info = w.flush().unwrap();
     assert_eq!((info.segments, info.live), (1, 1));
-    assert_eq!(ids(&index), vec!["b"]);
+    assert_eq!(live_ids(&index), vec!["b"]);
 }
 
 #[test]
 fn deleted_documents_are_filtered_from_the_graph() {
     let (_dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
-    add_many(&mut w, &c, "d", 0..300, 0);
-    w.commit().unwrap();
-    let q = doc(&c, "d7", 0).vectors;
+    let w = manual_writer(&index);
+    bulk(&w, docs(&c, "d", 0..300, 0));
+    let q = vectors(&c, "d7", 0);
     let s = index.snapshot();
     let top = s.graph_search(&q[0], 5, 64).unwrap();
     assert_eq!(s.doc(top[0].address).unwrap().id, "d7", "a document is its own nearest neighbour");
-    for hit in &top {
-        w.delete(s.doc(hit.address).unwrap().id).unwrap();
-    }
-    w.commit().unwrap();
+    let gone: Vec<String> = top.iter().map(|h| s.doc(h.address).unwrap().id.to_string()).collect();
+    delete(&w, &gone.iter().map(String::as_str).collect::<Vec<_>>());
     let s = index.snapshot();
     let after = s.graph_search(&q[0], 5, 64).unwrap();
     assert_eq!(after.len(), 5);
     for hit in &after {
         assert!(!s.is_deleted(hit.address));
-        assert!(!top.iter().any(|t| s.doc(t.address).is_ok() && t.address == hit.address && s.is_deleted(t.address)));
+        assert!(!gone.contains(&s.doc(hit.address).unwrap().id.to_string()));
     }
     let exact = s.exact_search(0, &q[0], 5).unwrap();
     assert!(exact.iter().all(|h| !s.is_deleted(h.address)));
 }
 
 #[test]
-fn bad_input_is_rejected_and_changes_nothing() {
-    let (_dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
-    w.add(doc(&c, "ok", 0)).unwrap();
-    w.commit().unwrap();
-    let mut wrong_len = doc(&c, "x", 0);
-    wrong_len.vectors[1].pop();
-    let mut nan = doc(&c, "y", 0);
-    nan.vectors[2][3] = f32::NAN;
-    let mut missing = doc(&c, "z", 0);
-    missing.vectors.pop();
-    let empty_id = NewDocument { id: String::new(), ..doc(&c, "e", 0) };
-    for bad in [wrong_len, nan, missing, empty_id] {
-        let err = w.add(bad).unwrap_err();
-        assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+fn bad_input_is_rejected_where_documents_are_made() {
+    let c = cfg();
+    let make = |id: &str, v: Vec<Vec<f32>>| NewDocument::new(&c, id.into(), None, None, v);
+    let mut wrong_len = vectors(&c, "x", 0);
+    wrong_len[1].pop();
+    let mut nan = vectors(&c, "y", 0);
+    nan[2][3] = f32::NAN;
+    let mut missing = vectors(&c, "z", 0);
+    missing.pop();
+    let mut big_f16 = vectors(&c, "x", 0);
+    big_f16[1][0] = 70_000.0; // rung 1 is stored in f16 (max 65504)
+    let mut huge_norm = vectors(&c, "y", 0);
+    huge_norm[0] = vec![1e30; 8]; // the graph rung: its squared norm overflows
+    for (id, v, message) in [
+        ("x", wrong_len, "has 15 values"),
+        ("y", nan, "NaN"),
+        ("z", missing, "has 2 vectors"),
+        ("", vectors(&c, "e", 0), "must not be empty"),
+        ("x", big_f16, "cannot represent"),
+        ("y", huge_norm, "too large for the graph"),
+    ] {
+        let err = make(id, v).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)) && err.to_string().contains(message), "{err}");
     }
-    assert_eq!(w.pending(), 0);
-    assert!(!w.has_changes());
+    assert!(Op::delete("").is_err());
+    let (_dir, index, _) = fresh();
     let s = index.snapshot();
     assert!(s.graph_search(&[0.0; 3], 5, 10).is_err(), "wrong query length");
     assert!(s.exact_search(7, &[0.0; 8], 5).is_err(), "unknown rung");
     assert!(s.exact_search(0, &[f32::NAN; 8], 5).is_err(), "NaN query");
-    assert_eq!(ids(&index), vec!["ok"]);
 }
 
 #[test]
-fn one_writer_at_a_time_and_readers_see_commits() {
+fn one_writer_at_a_time_and_readers_see_writes() {
     let (dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
+    let w = manual_writer(&index);
     let other = Index::open(dir.path()).unwrap();
     assert!(matches!(other.writer(), Err(Error::Locked { .. })));
-    w.add(doc(&c, "a", 0)).unwrap();
-    w.commit().unwrap();
+    upsert(&w, vec![doc(&c, "a", 0)]);
     assert!(other.snapshot().is_empty());
-    assert!(other.reload().unwrap());
-    assert_eq!(ids(&other), vec!["a"]);
+    assert!(other.reload().unwrap(), "a reader picks up logged writes");
+    assert_eq!(live_ids(&other), vec!["a"]);
     assert!(!other.reload().unwrap());
+    bulk(&w, vec![doc(&c, "b", 0)]);
+    assert!(other.reload().unwrap(), "and commits");
+    assert_eq!(live_ids(&other), vec!["a", "b"]);
     drop(w);
     assert!(other.writer().is_ok(), "the lock is released with the writer");
 }
@@ -208,93 +412,96 @@ fn creating_where_something_exists_is_refused() {
 }
 
 #[test]
-fn a_failed_commit_changes_nothing_and_can_be_retried() {
+fn a_failed_bulk_commit_changes_nothing_and_can_be_retried() {
     let (dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
-    w.add(doc(&c, "a", 0)).unwrap();
-    w.commit().unwrap();
-    w.add(doc(&c, "b", 0)).unwrap();
-    w.delete("a").unwrap();
+    let w = manual_writer(&index);
+    bulk(&w, vec![doc(&c, "a", 0)]);
     // Something occupies a name the commit needs: the commit fails after writing some files.
-    std::fs::write(dir.path().join("seg-000002.ids"), "in the way").unwrap();
-    assert!(w.commit().is_err());
-    assert_eq!(ids(&index), vec!["a"], "nothing changed");
+    std::fs::write(dir.path().join("seg-000003.ids"), "in the way").unwrap();
+    assert!(w.add_segment(vec![doc(&c, "b", 0), doc(&c, "a", 1)], &|_, _, _| {}).is_err());
+    assert_eq!(live_ids(&index), vec!["a"], "nothing changed");
     assert_eq!(Index::open(dir.path()).unwrap().snapshot().manifest().generation, 1);
-    assert!(!dir.path().join("seg-000002.vec").exists(), "the partial segment was removed");
-    assert_eq!(w.pending(), 1, "the buffered changes are kept");
-    let info = w.commit().unwrap();
-    assert_eq!((info.added, info.deleted, info.generation), (1, 1, 2));
-    assert_eq!(ids(&index), vec!["b"]);
+    assert!(!dir.path().join("seg-000003.vec").exists(), "the partial segment was removed");
+    let info = w.add_segment(vec![doc(&c, "b", 0), doc(&c, "a", 1)], &|_, _, _| {}).unwrap();
+    assert_eq!((info.added, info.deleted, info.generation), (2, 1, 2));
+    assert_eq!(live_ids(&index), vec!["a", "b"]);
 }
 
 #[test]
-fn values_the_storage_cannot_hold_are_rejected() {
-    let (_dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
-    let mut big_f16 = doc(&c, "x", 0);
-    big_f16.vectors[1][0] = 70_000.0; // rung 1 is stored in f16 (max 65504)
-    assert!(w.add(big_f16).unwrap_err().to_string().contains("cannot represent"));
-    let mut huge_norm = doc(&c, "y", 0);
-    huge_norm.vectors[0] = vec![1e30; 8]; // the graph rung: its squared norm overflows
-    assert!(w.add(huge_norm).unwrap_err().to_string().contains("too large for the graph"));
-    assert_eq!(w.pending(), 0);
+fn leftovers_of_a_crash_are_removed_when_a_writer_opens() {
+    let (dir, index, c) = fresh();
+    bulk(&manual_writer(&index), vec![doc(&c, "a", 0)]);
+    for leftover in ["seg-000009.vec", "seg-000009.hnsw.graph", "seg-000001.del-7", "MANIFEST.tmp"] {
+        std::fs::write(dir.path().join(leftover), "partial").unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), "not ours").unwrap();
+    let w = manual_writer(&Index::open(dir.path()).unwrap());
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.iter().all(|n| !n.starts_with("seg-000009") && n != "MANIFEST.tmp" && n != "seg-000001.del-7"));
+    assert!(names.contains(&"notes.txt".to_string()), "files that are not Barista's stay");
+    drop(w);
 }
 
 #[test]
 fn huge_k_and_ef_are_clamped() {
     let (_dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
-    add_many(&mut w, &c, "d", 0..30, 0);
-    w.commit().unwrap();
+    let w = manual_writer(&index);
+    bulk(&w, docs(&c, "d", 0..30, 0));
+    upsert(&w, docs(&c, "m", 0..5, 0));
     let s = index.snapshot();
-    let q = doc(&c, "q", 1).vectors;
-    assert_eq!(s.graph_search(&q[0], usize::MAX / 2, usize::MAX / 2).unwrap().len(), 30);
-    assert_eq!(s.exact_search(0, &q[0], usize::MAX / 2).unwrap().len(), 30);
+    let q = vectors(&c, "q", 1);
+    assert_eq!(s.graph_search(&q[0], usize::MAX / 2, usize::MAX / 2).unwrap().len(), 35);
+    assert_eq!(s.exact_search(0, &q[0], usize::MAX / 2).unwrap().len(), 35);
 }
 
 #[test]
-fn reloads_racing_commits_never_go_back_in_time() {
-    let (_dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
+fn reloads_racing_writes_never_go_back_in_time() {
+    let (dir, index, c) = fresh();
+    let w = manual_writer(&index);
+    let reader = Index::open(dir.path()).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
+            let mut seen = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                index.reload().unwrap();
+                reader.reload().unwrap();
+                let now = reader.snapshot().len();
+                assert!(now + 1 >= seen, "{now} after {seen}");
+                seen = now;
             }
         });
         for i in 0..40 {
-            w.add(doc(&c, &format!("d{i}"), 0)).unwrap();
+            upsert(&w, vec![doc(&c, &format!("d{i}"), 0)]);
             if i % 3 == 0 && i > 0 {
-                w.delete(&format!("d{}", i - 1)).unwrap();
+                delete(&w, &[&format!("d{}", i - 1)]);
             }
-            let info = w.commit().unwrap();
-            assert!(index.snapshot().manifest().generation >= info.generation);
+            if i % 10 == 9 {
+                w.flush().unwrap();
+            }
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let s = index.snapshot();
-    assert_eq!(s.manifest().generation, 40);
     let expected = (0..40).filter(|i| !(*i % 3 == 2 && *i < 39)).count() as u64;
-    assert_eq!(s.len(), expected);
+    assert_eq!(index.snapshot().len(), expected);
+    reader.reload().unwrap();
+    assert_eq!(reader.snapshot().len(), expected);
 }
 
 #[test]
 fn a_lazy_snapshot_outlived_by_compaction_says_so() {
     let (dir, index, c) = fresh();
-    let mut w = index.writer().unwrap();
+    let w = manual_writer(&index);
     for round in 0..2 {
-        for i in 0..10 {
-            w.add(doc(&c, &format!("r{round}-{i}"), 0)).unwrap();
-        }
-        w.commit().unwrap();
+        bulk(&w, docs(&c, &format!("r{round}-"), 0..10, 0));
     }
     drop(w);
     let lazy =
         Index::open_with(dir.path(), barista_index::OpenOptions { lazy_graphs: true, ..Default::default() }).unwrap();
     let stale = lazy.snapshot();
-    index.writer().unwrap().compact().unwrap();
-    let q = doc(&c, "q", 1).vectors;
+    manual_writer(&index).compact().unwrap();
+    let q = vectors(&c, "q", 1);
     let err = stale.graph_search(&q[0], 5, 20).unwrap_err().to_string();
     assert!(err.contains("replaced by a later commit"), "{err}");
     assert!(lazy.reload().unwrap());
@@ -304,24 +511,24 @@ fn a_lazy_snapshot_outlived_by_compaction_says_so() {
 }
 
 #[test]
-fn quantised_rungs_survive_commits_graphs_and_compaction() {
+fn quantised_rungs_survive_flushes_graphs_and_compaction() {
     let c = common::config_with(&[(1, 8), (2, 16), (3, 32)], &[], &[0, 1], 1);
     let dir = tempfile::tempdir().unwrap();
     let index = create(dir.path(), c.clone());
-    let mut w = index.writer().unwrap();
-    for round in 0..2 {
-        for i in 0..100 {
-            w.add(doc(&c, &format!("r{round}-{i}"), 0)).unwrap();
-        }
-        w.commit().unwrap();
-    }
-    w.delete("r0-3").unwrap();
+    let w = manual_writer(&index);
+    bulk(&w, docs(&c, "r0-", 0..100, 0));
+    upsert(&w, docs(&c, "r1-", 0..100, 0));
+    // In the mutable segment, i8 rungs are kept in f32: exact.
+    let s = index.snapshot();
+    let a = s.lookup("r1-5").unwrap().unwrap();
+    assert_eq!(s.block(a.segment, 1).unwrap().row_f32(a.doc as usize), vectors(&c, "r1-5", 0)[1]);
+    delete(&w, &["r0-3"]);
     w.compact().unwrap();
     let s = index.snapshot();
     assert_eq!((s.len(), s.segment_count()), (199, 1));
     for id in ["r0-7", "r1-99"] {
         let a = s.lookup(id).unwrap().unwrap();
-        let want = doc(&c, id, 0).vectors;
+        let want = vectors(&c, id, 0);
         // Within a quantisation step (the range here is about ±0.5, so a step is ~0.004).
         let got = s.block(a.segment, 1).unwrap().row_f32(a.doc as usize);
         assert!(got.iter().zip(&want[1]).all(|(g, w)| (g - w).abs() < 0.01), "{got:?} vs {:?}", want[1]);
@@ -329,6 +536,25 @@ fn quantised_rungs_survive_commits_graphs_and_compaction() {
         let hits = s.graph_search(&want[1], 1, 32).unwrap();
         assert_eq!(s.doc(hits[0].address).unwrap().id, id);
     }
+    drop(w);
+    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+}
+
+#[test]
+fn small_segments_get_no_graph_and_are_scanned() {
+    let mut c = cfg();
+    c.graph.min_docs = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), c.clone());
+    let w = manual_writer(&index);
+    bulk(&w, docs(&c, "small", 0..20, 0));
+    bulk(&w, docs(&c, "big", 0..80, 0));
+    let segments = index.snapshot().segments();
+    assert_eq!(segments.iter().map(|s| (s.documents, s.graph)).collect::<Vec<_>>(), vec![(20, false), (80, true)]);
+    let q = vectors(&c, "small3", 0);
+    let s = index.snapshot();
+    let hits = s.graph_search(&q[0], 3, 40).unwrap();
+    assert_eq!(s.doc(hits[0].address).unwrap().id, "small3");
     drop(w);
     Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
 }

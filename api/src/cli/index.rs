@@ -39,6 +39,10 @@ pub struct Args {
     /// Rung the HNSW graph is built on (default: the second largest).
     #[arg(long, value_name = "LAYER,DIM")]
     graph_rung: Option<Rung>,
+    /// Segments with fewer documents get no HNSW graph (they are scanned, which below this
+    /// size costs about what a graph walk does).
+    #[arg(long, default_value_t = barista_index::DEFAULT_GRAPH_MIN_DOCS)]
+    graph_min_docs: u64,
     /// Documents encoded per batch.
     #[arg(long, default_value_t = 1024)]
     batch: usize,
@@ -78,6 +82,7 @@ pub fn run(args: Args) -> Result<()> {
             model: Some(args.model.model.clone()),
             encoder: args.model.encoder_options(),
             lazy_graphs: true,
+            ..OpenOptions::default()
         };
         Engine::open(&args.out, &options).context("could not reopen the index to resume it")?
     } else {
@@ -86,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
         options.element = args.store;
         options.coarse_element = args.store_coarse;
         options.graph_rung = args.graph_rung;
+        options.graph_min_docs = args.graph_min_docs;
         Engine::create(&args.out, &options).context("could not create the index")?
     };
     let docs = input::open(&args.input, args.format)?;

@@ -29,18 +29,12 @@ struct Info {
     graph: String,
     documents: u64,
     deleted: u64,
-    segments: Vec<Segment>,
+    segments: Vec<barista_index::SegmentInfo>,
     bytes: u64,
+    log: barista_index::LogSummary,
+    log_applied: u64,
     calibrated_profiles: Vec<String>,
     verified: bool,
-}
-
-#[derive(Serialize)]
-struct Segment {
-    id: u64,
-    documents: u32,
-    deleted: u32,
-    bytes: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -60,19 +54,18 @@ pub fn run(args: Args) -> Result<()> {
         profile: serde_json::from_str(&c.profile).unwrap_or(serde_json::Value::String(c.profile.clone())),
         rungs: c.rungs.iter().map(|r| format!("{} {}", r.rung, r.element)).collect(),
         graph: format!(
-            "HNSW on {} (M = {}, ef_construction = {})",
+            "HNSW on {} (M = {}, ef_construction = {}) for segments of {} documents or more",
             c.graph_rung(),
             c.graph.max_connections,
-            c.graph.ef_construction
+            c.graph.ef_construction,
+            c.graph.min_docs
         ),
-        documents: m.live_docs(),
-        deleted: m.segments.iter().map(|s| u64::from(s.deleted)).sum(),
-        segments: m
-            .segments
-            .iter()
-            .map(|s| Segment { id: s.id, documents: s.docs, deleted: s.deleted, bytes: s.files().map(|f| f.len).sum() })
-            .collect(),
-        bytes: m.files().map(|f| f.len).sum(),
+        documents: snapshot.len(),
+        deleted: snapshot.segments().iter().map(|s| u64::from(s.deleted)).sum(),
+        segments: snapshot.segments(),
+        bytes: m.files().map(|f| f.len).sum::<u64>() + index.log_summary().files.iter().map(|(_, len)| len).sum::<u64>(),
+        log: index.log_summary(),
+        log_applied: m.log_applied,
         calibrated_profiles: m
             .settings
             .iter()
@@ -86,13 +79,38 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("index       {}", info.directory);
     println!(
-        "documents   {} live, {} deleted, in {} segment(s), {:.1} MB",
+        "documents   {} live, {} deleted, in {} segment(s), {:.1} MB on disk",
         info.documents,
         info.deleted,
         info.segments.len(),
         info.bytes as f64 / 1e6
     );
-    println!("generation  {}", info.generation);
+    for s in &info.segments {
+        println!(
+            "  segment {:>6}  {:>9} documents  {:>8} deleted  {:>9.1} MB  {}",
+            s.id,
+            s.documents,
+            s.deleted,
+            s.bytes as f64 / 1e6,
+            match (s.in_memory, s.graph) {
+                (true, _) => "in memory (written since the last flush; in the log)",
+                (false, true) => "graph",
+                (false, false) => "scanned (no graph)",
+            }
+        );
+    }
+    let log_bytes: u64 = info.log.files.iter().map(|(_, len)| len).sum();
+    println!(
+        "log         {} file(s), {:.1} KB; {} logged write(s) after generation {}'s, replayed in memory",
+        info.log.files.len(),
+        log_bytes as f64 / 1e3,
+        info.log.replayed,
+        info.generation
+    );
+    if let Some(cut) = &info.log.cut {
+        println!("            {cut}");
+    }
+    println!("generation  {} (covers logged writes up to {})", info.generation, info.log_applied);
     println!("model       {}", info.model);
     println!("profile     {}", info.profile);
     println!("rungs       {}", info.rungs.join(", "));

@@ -1,6 +1,7 @@
 //! Command-line parsing and the subcommands.
 
 mod calibrate;
+mod compact;
 mod embed;
 mod index;
 mod info;
@@ -34,8 +35,11 @@ enum Command {
     /// Fit adaptive-stopping thresholds on training queries and store them in the index.
     #[command(after_help = calibrate::EXAMPLES)]
     Calibrate(calibrate::Args),
-    /// Describe an index: model, profile, rungs, segments, sizes.
+    /// Describe an index: model, profile, rungs, segments, the write-ahead log, sizes.
     Info(info::Args),
+    /// Merge every segment into one, dropping deleted documents.
+    #[command(after_help = compact::EXAMPLES)]
+    Compact(compact::Args),
     /// Serve an index over HTTP (REST API).
     #[command(after_help = serve::EXAMPLES)]
     Serve(serve::Args),
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => search::run(args),
         Command::Calibrate(args) => calibrate::run(args),
         Command::Info(args) => info::run(args),
+        Command::Compact(args) => compact::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => barista_bench::evaluate::run(&args),
     }

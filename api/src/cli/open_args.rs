@@ -2,6 +2,8 @@
 
 use anyhow::{Context, Result};
 use barista_engine::{EncoderOptions, Engine, OpenOptions};
+use barista_index::{MergePolicy, WriterOptions};
+use std::time::Duration;
 use std::path::PathBuf;
 
 /// Which index to open, and how.
@@ -22,15 +24,59 @@ pub struct OpenArgs {
     pub query_threads: Option<usize>,
 }
 
+/// How a process that writes an index flushes and merges.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WriterArgs {
+    /// Documents the in-memory (mutable) segment holds before it is flushed to disk.
+    #[arg(long, env = "BARISTA_FLUSH_DOCS", default_value_t = WriterOptions::default().flush_docs)]
+    pub flush_docs: usize,
+    /// Seconds after which the mutable segment, if it took writes, is flushed (bounds what a
+    /// restart replays from the write-ahead log).
+    #[arg(long, env = "BARISTA_FLUSH_AGE", default_value_t = WriterOptions::default().flush_age.as_secs_f64())]
+    pub flush_age: f64,
+    /// Segments of one size level merged at once (and the size ratio between levels).
+    #[arg(long, env = "BARISTA_MERGE_FACTOR", default_value_t = MergePolicy::default().factor)]
+    pub merge_factor: usize,
+}
+
+impl WriterArgs {
+    /// The writer options these flags give.
+    pub fn options(&self) -> Result<WriterOptions> {
+        if !(self.flush_age.is_finite() && self.flush_age > 0.0) {
+            anyhow::bail!("--flush-age must be a positive number of seconds, not {}", self.flush_age);
+        }
+        if self.flush_docs == 0 || self.merge_factor < 2 {
+            anyhow::bail!("--flush-docs must be at least 1 and --merge-factor at least 2");
+        }
+        Ok(WriterOptions {
+            flush_docs: self.flush_docs,
+            flush_age: Duration::from_secs_f64(self.flush_age),
+            merge: MergePolicy { factor: self.merge_factor, ..MergePolicy::default() },
+            ..WriterOptions::default()
+        })
+    }
+}
+
 impl OpenArgs {
-    /// Opens the index and its model.
-    pub fn open(&self) -> Result<Engine> {
-        let options = OpenOptions {
+    fn options(&self) -> OpenOptions {
+        OpenOptions {
             model: self.model.clone(),
             encoder: EncoderOptions { threads: self.threads, query_threads: self.query_threads, ..Default::default() },
-            lazy_graphs: false,
-        };
-        Engine::open(&self.index, &options)
+            ..OpenOptions::default()
+        }
+    }
+
+    /// Opens the index and its model, for reading (a writer is taken at the first write).
+    pub fn open(&self) -> Result<Engine> {
+        Engine::open(&self.index, &self.options())
             .with_context(|| format!("could not open the index {}", self.index.display()))
+    }
+
+    /// Opens the index and its model and takes the index's writer now: the write-ahead log is
+    /// recovered, a crash's leftovers are removed and background flushes and merges start.
+    pub fn open_writer(&self, writer: WriterOptions) -> Result<Engine> {
+        let options = OpenOptions { write: true, writer, ..self.options() };
+        Engine::open(&self.index, &options)
+            .with_context(|| format!("could not open the index {} for writing", self.index.display()))
     }
 }

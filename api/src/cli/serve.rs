@@ -1,6 +1,6 @@
 //! `barista serve`: the REST API over an index.
 
-use super::open_args::OpenArgs;
+use super::open_args::{OpenArgs, WriterArgs};
 use crate::server::{Keys, Limits, ServerOptions, serve};
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -20,6 +20,7 @@ with --config, then defaults. The file may hold:
   read_key = \"…\"            # optional: required for searches and reads
   write_key = \"…\"           # optional: required for writes (also grants reads)
   search_threads = 2
+  write_threads = 2
   queue = 64
   [server.limits]
   max_body_bytes = 16777216
@@ -27,14 +28,20 @@ with --config, then defaults. The file may hold:
   max_batch = 1000
   max_k = 1000
 
-Routes: POST /search, POST /documents, GET|DELETE /documents/{id}, GET /health, /ready,
-/metrics, /openapi.json.";
+Routes: POST /search, POST /documents, GET|DELETE /documents/{id}, GET /stats,
+POST /admin/compact, GET /health, /ready, /metrics, /openapi.json.
+
+Writes are acknowledged once they are synced in the index's write-ahead log (concurrent
+writes share one sync) and are searchable at once; a background thread flushes them into
+segments (--flush-docs, --flush-age) and another merges segments (--merge-factor).";
 
 /// Arguments of `barista serve`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     open: OpenArgs,
+    #[command(flatten)]
+    writer: WriterArgs,
     /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
     #[arg(long, env = "BARISTA_ADDR")]
     addr: Option<SocketAddr>,
@@ -50,6 +57,9 @@ pub struct Args {
     /// Threads running searches and reads (default: the number of cores).
     #[arg(long)]
     search_threads: Option<usize>,
+    /// Threads encoding documents of writes (default: the number of cores).
+    #[arg(long)]
+    write_threads: Option<usize>,
     /// Requests that may wait for a thread before the server answers 503 (default 64).
     #[arg(long)]
     queue: Option<usize>,
@@ -81,6 +91,7 @@ struct ServerSection {
     read_key: Option<String>,
     write_key: Option<String>,
     search_threads: Option<usize>,
+    write_threads: Option<usize>,
     queue: Option<usize>,
     #[serde(default)]
     limits: Option<Limits>,
@@ -118,6 +129,7 @@ impl Args {
             keys: Keys { read: self.read_key.clone().or(s.read_key), write: self.write_key.clone().or(s.write_key) },
             limits,
             search_threads: self.search_threads.or(s.search_threads).unwrap_or(cores).max(1),
+            write_threads: self.write_threads.or(s.write_threads).unwrap_or(cores).max(1),
             queue: self.queue.or(s.queue).unwrap_or(64).max(1),
         })
     }
@@ -125,7 +137,10 @@ impl Args {
 
 pub fn run(args: Args) -> Result<()> {
     let options = args.options()?;
-    let engine = args.open.open()?;
+    let engine = args.open.open_writer(args.writer.options()?)?;
+    if let Some(cut) = engine.stats().writer.and_then(|w| w.recovery.cut) {
+        eprintln!("barista: recovering the write-ahead log: {cut}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("barista-http")

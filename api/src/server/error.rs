@@ -83,6 +83,16 @@ impl From<IndexError> for ApiError {
         match e {
             IndexError::InvalidInput(m) => ApiError::bad_request(m),
             IndexError::Locked { .. } => ApiError::new(StatusCode::CONFLICT, "locked", e.to_string()),
+            IndexError::Busy(m) => ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m) },
+            IndexError::Cancelled => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string())
+            },
+            ref full if full.is_storage_full() => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!("{e}: nothing was written; free disk space and retry"),
+            ),
             other => ApiError::internal(other.to_string()),
         }
     }

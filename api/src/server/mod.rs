@@ -2,7 +2,9 @@
 //!
 //! Encoding and index work run on bounded pools of plain threads ([`pool`]), never on the
 //! runtime's threads; when a pool's queue is full the request is refused with 503 and a
-//! Retry-After header. Every write is committed (durable) before it is acknowledged.
+//! Retry-After header. Every write is durable in the index's write-ahead log before it is
+//! acknowledged; concurrent writes share one log sync, and flushes and merges run in the
+//! index writer's background threads.
 
 mod auth;
 mod error;
@@ -37,6 +39,8 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// Threads running searches and reads.
     pub search_threads: usize,
+    /// Threads encoding and writing documents (concurrent writes share log syncs).
+    pub write_threads: usize,
     /// Requests allowed to wait for a search thread before 503s.
     pub queue: usize,
 }
@@ -47,6 +51,8 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/search", post(routes::search))
         .route("/documents", post(routes::upsert))
         .route("/documents/{id}", get(routes::get).delete(routes::delete))
+        .route("/stats", get(routes::stats))
+        .route("/admin/compact", post(routes::compact))
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
@@ -79,7 +85,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         searches: pool::Pool::new("barista-search", options.search_threads, options.queue)?,
-        writes: pool::Pool::new("barista-write", 1, options.queue.clamp(1, 64))?,
+        writes: pool::Pool::new("barista-write", options.write_threads, options.queue)?,
+        // One full merge at a time; a second request while one runs is refused (503).
+        admin: pool::Pool::new("barista-admin", 1, 0)?,
         metrics: metrics::Metrics::new(),
         engine,
         keys: options.keys,
@@ -95,6 +103,7 @@ pub async fn serve(
     // Requests are done; let the pools finish what they hold.
     state.searches.shutdown();
     state.writes.shutdown();
+    state.admin.shutdown();
     eprintln!("barista: stopped");
     Ok(())
 }

@@ -8,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use barista_engine::{Document, SearchRequest, SearchResponse, WriteReport};
+use barista_engine::{Document, DocumentBatch, IndexStats, SearchRequest, SearchResponse, WriteReport};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -102,20 +102,11 @@ pub async fn upsert(
             ),
         ));
     }
-    let mut seen = std::collections::HashSet::new();
-    for d in &body.documents {
-        if d.id.is_empty() || d.id.len() > 1024 {
-            return Err(ApiError::bad_request("every document needs an id of 1 to 1024 bytes"));
-        }
-        if !seen.insert(d.id.as_str()) {
-            return Err(ApiError::bad_request(format!("document {:?} appears twice in the batch", d.id)));
-        }
-        if d.metadata.as_ref().is_some_and(|m| !m.is_object() && !m.is_null()) {
-            return Err(ApiError::bad_request(format!("document {:?}: metadata must be a JSON object", d.id)));
-        }
-    }
+    // Checked here, once (the engine's rules), so that a bad batch is refused before it waits
+    // for an encoder thread; the engine trusts the checked batch.
+    let batch = DocumentBatch::check(&body.documents)?;
     let engine = state.engine.clone();
-    let report = run(&state, &state.writes, move || engine.add(&body.documents).map_err(ApiError::from)).await?;
+    let report = run(&state, &state.writes, move || engine.add_batch(&batch).map_err(ApiError::from)).await?;
     state.metrics.documents.set(report.live as i64);
     Ok(Json(report))
 }
@@ -150,6 +141,24 @@ pub async fn delete(
         return Err(ApiError::not_found(format!("no document with id {id:?}")));
     }
     Ok(Json(Deleted { id, live: report.live }))
+}
+
+/// `GET /stats`: segments, the write-ahead log, flushes and merges.
+pub async fn stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<IndexStats>, ApiError> {
+    state.keys.check(&headers, Access::Read)?;
+    Ok(Json(state.engine.stats()))
+}
+
+/// `POST /admin/compact`: a full merge, answered when it is committed.
+pub async fn compact(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<IndexStats>, ApiError> {
+    state.keys.check(&headers, Access::Write)?;
+    let engine = state.engine.clone();
+    run(&state, &state.admin, move || {
+        engine.compact(&|_, _, _| {}).map_err(ApiError::from)?;
+        Ok(engine.stats())
+    })
+    .await
+    .map(Json)
 }
 
 /// `GET /health`: the process is up.

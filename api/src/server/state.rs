@@ -33,7 +33,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Searches and reads.
     pub searches: Pool,
-    /// Writes (one at a time: the index has one writer).
+    /// Writes: encoding, then the index writer's group commit.
     pub writes: Pool,
+    /// Full merges (one at a time).
+    pub admin: Pool,
     pub metrics: Metrics,
 }

@@ -1,7 +1,10 @@
 //! Helpers shared by the index's integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use barista_index::{ElementType, GraphParams, Index, IndexConfig, NewDocument, Rung, StoredRung};
+use barista_index::{
+    CommitInfo, ElementType, GraphParams, Index, IndexConfig, IndexWriter, NewDocument, Op, Rung, StoredRung,
+    WriteInfo, WriterOptions,
+};
 use std::path::{Path, PathBuf};
 
 /// A path inside `../shared` (beside the repository), checked to exist.
@@ -11,7 +14,8 @@ pub fn shared(relative: &str) -> PathBuf {
     path
 }
 
-/// A config storing the given rungs (f32 unless listed in `f16`), graph on rung `graph`.
+/// A config storing the given rungs (f32 unless listed in `f16`), graph on rung `graph` (built
+/// for segments of any size).
 pub fn config(rungs: &[(usize, usize)], f16: &[usize], graph: usize) -> IndexConfig {
     config_with(rungs, f16, &[], graph)
 }
@@ -35,7 +39,7 @@ pub fn config_with(rungs: &[(usize, usize)], f16: &[usize], i8: &[usize], graph:
                 },
             })
             .collect(),
-        graph: GraphParams { rung: graph, ..GraphParams::default() },
+        graph: GraphParams { rung: graph, min_docs: 0, ..GraphParams::default() },
     }
 }
 
@@ -56,19 +60,54 @@ fn xxh(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// The vectors of document `id` at `version` (derived from both), for the rungs of `config`.
+pub fn vectors(config: &IndexConfig, id: &str, version: u64) -> Vec<Vec<f32>> {
+    config.rungs.iter().enumerate().map(|(r, s)| vector_for(id, version * 31 + r as u64, s.rung.dim)).collect()
+}
+
 /// A document whose vectors are derived from its id (and a version), for the rungs of `config`.
 pub fn doc(config: &IndexConfig, id: &str, version: u64) -> NewDocument {
-    NewDocument {
-        id: id.to_string(),
-        text: Some(format!("text of {id} v{version}")),
-        metadata: Some(format!("{{\"version\": {version}}}")),
-        vectors: config
-            .rungs
-            .iter()
-            .enumerate()
-            .map(|(r, s)| vector_for(id, version * 31 + r as u64, s.rung.dim))
-            .collect(),
-    }
+    NewDocument::new(
+        config,
+        id.to_string(),
+        Some(format!("text of {id} v{version}")),
+        Some(format!("{{\"version\": {version}}}")),
+        vectors(config, id, version),
+    )
+    .unwrap()
+}
+
+/// Documents `{prefix}{i}` for every `i` in `range`, at `version`.
+pub fn docs(config: &IndexConfig, prefix: &str, range: std::ops::Range<usize>, version: u64) -> Vec<NewDocument> {
+    range.map(|i| doc(config, &format!("{prefix}{i}"), version)).collect()
+}
+
+/// A writer whose flushes and merges happen only when the test asks.
+pub fn manual_writer(index: &Index) -> IndexWriter {
+    index.writer_with(WriterOptions { background: false, ..WriterOptions::default() }).unwrap()
+}
+
+/// Writes documents as one bulk segment.
+pub fn bulk(w: &IndexWriter, docs: Vec<NewDocument>) -> CommitInfo {
+    w.add_segment(docs, &|_, _, _| {}).unwrap()
+}
+
+/// Upserts documents through the log (one request).
+pub fn upsert(w: &IndexWriter, docs: Vec<NewDocument>) -> WriteInfo {
+    w.write(docs.into_iter().map(Op::Upsert).collect()).unwrap()
+}
+
+/// Deletes ids through the log (one request); returns how many existed.
+pub fn delete(w: &IndexWriter, ids: &[&str]) -> usize {
+    w.write(ids.iter().map(|id| Op::delete(*id).unwrap()).collect()).unwrap().existed
+}
+
+/// The live ids of the current snapshot, sorted.
+pub fn live_ids(index: &Index) -> Vec<String> {
+    let s = index.snapshot();
+    let mut ids: Vec<String> = s.live_addresses().map(|a| s.doc(a).unwrap().id.to_string()).collect();
+    ids.sort();
+    ids
 }
 
 /// Opens or creates.

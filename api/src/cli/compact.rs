@@ -1,0 +1,51 @@
+//! `barista compact`: merge every segment of an index into one, dropping deleted documents.
+
+use super::open_args::{OpenArgs, WriterArgs};
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Instant;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  barista compact --index scifact.idx
+
+Writes the documents written since the last flush into a segment, then merges every segment
+into one without the deleted documents (a server does this gradually, in the background; this
+is the full merge). It takes the index's writer: stop a server writing the same index first,
+or use its route POST /admin/compact instead.";
+
+/// Arguments of `barista compact`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    open: OpenArgs,
+    #[command(flatten)]
+    writer: WriterArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let engine = args.open.open_writer(args.writer.options()?)?;
+    let before = engine.stats();
+    let start = Instant::now();
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("graph");
+    engine.compact(&|_, done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let after = engine.stats();
+    eprintln!(
+        "compacted {} segment(s) holding {} documents ({} deleted) into {} segment(s) holding {} in {:.1} s",
+        before.segments.len(),
+        before.documents,
+        before.deleted,
+        after.segments.len(),
+        after.documents,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
