@@ -42,20 +42,23 @@ pub(crate) struct Recovered {
     pub(crate) logs: Vec<LogFile>,
 }
 
-/// The log files in `dir` with their lengths.
+/// The log files in `dir` with their lengths (a file a writer removes meanwhile is left out).
 pub(crate) fn log_lengths(dir: &Path) -> Result<Vec<(String, u64)>> {
-    wal::list(dir)?
-        .into_iter()
-        .map(|(number, path)| {
-            let len = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?.len();
-            Ok((wal::file_name(number), len))
-        })
-        .collect()
+    let mut lengths = Vec::new();
+    for (number, path) in wal::list(dir)? {
+        match std::fs::metadata(&path) {
+            Ok(m) => lengths.push((wal::file_name(number), m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::read(&path, e)),
+        }
+    }
+    Ok(lengths)
 }
 
 /// Opens the state (see the module docs); `repair` (the writer, holding the lock) cuts a torn
-/// tail. A reader racing a writer's flush (which removes log files and replaces the manifest)
-/// starts over, a few times.
+/// tail. A reader racing a writer's flush (which replaces the manifest, then removes the log
+/// files it covers) can see a file vanish or a manifest older than the logs it lists: it
+/// starts over, a few times, as long as the manifest moves on.
 pub(crate) fn recover(
     dir: &Path,
     previous: Option<&Snapshot>,
@@ -70,7 +73,7 @@ pub(crate) fn recover(
         let generation = manifest.generation;
         match recover_once(dir, manifest, previous, kernels, options, capacity, repair) {
             Ok(recovered) => return Ok(recovered),
-            Err(_) if !repair && attempts < 3 && Manifest::read(dir).is_ok_and(|m| m.generation != generation) => {
+            Err(_) if !repair && attempts < 10 && Manifest::read(dir).is_ok_and(|m| m.generation != generation) => {
                 attempts += 1;
             }
             Err(e) => return Err(e),
@@ -95,7 +98,14 @@ fn recover_once(
     let mut logs = Vec::with_capacity(files.len());
     for (i, (number, path)) in files.iter().enumerate() {
         let name = wal::file_name(*number);
-        let contents = wal::read(path, *number, state.config())?;
+        let contents = match wal::read(path, *number, state.config()) {
+            // A writer removes a log file only once a committed manifest covers it: if that is
+            // the manifest read above, the file holds nothing to replay; if it is a newer one,
+            // the next file does not continue where this manifest ends, and recovery starts
+            // over.
+            Err(Error::Io { source, .. }) if !repair && source.kind() == std::io::ErrorKind::NotFound => continue,
+            other => other?,
+        };
         if let Some(why) = &contents.damage {
             let lost = contents.file_len - contents.valid_len;
             if i + 1 < files.len() {
