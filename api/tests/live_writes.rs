@@ -190,6 +190,10 @@ fn searches_never_fail_while_one_id_is_rewritten() {
     assert_eq!(live_documents(&index).len(), 41);
 }
 
+/// What a client of the kill test did in one round: its next write number, the writes
+/// acknowledged (id, write number), and the write in flight when the server died, if any.
+type ClientOutcome = (u64, Vec<(String, u64)>, Option<(String, u64)>);
+
 #[test]
 fn killed_servers_lose_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,7 +215,7 @@ fn killed_servers_lose_no_acknowledged_write() {
         let mut server = Server::start(&index, &["--flush-docs", "12", "--merge-factor", "3", "--flush-age", "0.3"]);
         let url = server.url("/documents");
         let stop = AtomicBool::new(false);
-        let outcomes: Vec<(u64, Vec<(String, u64)>, Option<(String, u64)>)> = std::thread::scope(|scope| {
+        let outcomes: Vec<ClientOutcome> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..4)
                 .map(|c| {
                     let (url, stop, start) = (&url, &stop, written[c]);
@@ -246,7 +250,8 @@ fn killed_servers_lose_no_acknowledged_write() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let live = live_documents(&index);
-        let version = |text: &str| -> u64 { text.split_whitespace().nth(3).unwrap().trim_end_matches(':').parse().unwrap() };
+        let version =
+            |text: &str| -> u64 { text.split_whitespace().nth(3).unwrap().trim_end_matches(':').parse().unwrap() };
         for (c, (next_n, acked, in_flight)) in outcomes.into_iter().enumerate() {
             total += acked.len();
             acknowledged[c].extend(acked);
@@ -258,7 +263,8 @@ fn killed_servers_lose_no_acknowledged_write() {
                 in_flight_landed += 1;
             }
             for (id, &n) in &acknowledged[c] {
-                let text = live.get(id).unwrap_or_else(|| panic!("round {round}: acknowledged {id} (write {n}) is lost"));
+                let text =
+                    live.get(id).unwrap_or_else(|| panic!("round {round}: acknowledged {id} (write {n}) is lost"));
                 assert_eq!(version(text), n, "round {round}: {id} holds {text:?}, acknowledged write {n}");
             }
             written[c] = next_n;
@@ -288,7 +294,9 @@ fn a_merge_under_concurrent_searches_changes_no_result() {
         assert_eq!(post(&server, "/documents", &json!({ "documents": documents })).0, 200);
     }
     // Deletes too, so that the merge drops documents.
-    for id in text.lines().take(5).map(|l| serde_json::from_str::<Value>(l).unwrap()["_id"].as_str().unwrap().to_string()) {
+    for id in
+        text.lines().take(5).map(|l| serde_json::from_str::<Value>(l).unwrap()["_id"].as_str().unwrap().to_string())
+    {
         assert_eq!(call(ureq::delete(&server.url(&format!("/documents/{id}"))), None).0, 200);
     }
     let settled = Instant::now();
@@ -321,7 +329,8 @@ fn a_merge_under_concurrent_searches_changes_no_result() {
                 while !stop.load(Ordering::Relaxed) || i < t + 8 {
                     let q = i % queries.len();
                     let profile = if i % 2 == 0 { "exact" } else { "balanced" };
-                    let (status, body) = post(server, "/search", &json!({"query": queries[q], "k": 10, "profile": profile}));
+                    let (status, body) =
+                        post(server, "/search", &json!({"query": queries[q], "k": 10, "profile": profile}));
                     assert_eq!(status, 200, "{body}");
                     if profile == "exact" {
                         assert_eq!(body["hits"], exact[q], "exact results changed during the merge");

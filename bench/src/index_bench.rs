@@ -17,7 +17,7 @@ use std::time::Instant;
 /// Writes `docs` as one segment, with a progress bar for the graph build.
 fn commit(writer: &barista_index::IndexWriter, docs: Vec<NewDocument>) -> Result<()> {
     let progress = bar(0, "graph");
-    writer.add_segment(docs, &|_, done, total| {
+    writer.add_segment(&docs, &|_, done, total| {
         progress.set_length(total as u64);
         progress.set_position(done as u64);
     })?;
@@ -87,12 +87,7 @@ pub fn hnsw(args: &HnswArgs) -> Result<()> {
             model: "sift".into(),
             profile: "{}".into(),
             rungs: vec![StoredRung { rung: Rung::new(0, base.dim), element: ElementType::F32 }],
-            graph: GraphParams {
-                rung: 0,
-                max_connections: args.m,
-                ef_construction: args.ef_construction,
-                min_docs: 0,
-            },
+            graph: GraphParams { rung: 0, max_connections: args.m, ef_construction: args.ef_construction, min_docs: 0 },
         };
         let index = Index::create(dir.path(), config.clone())?;
         let writer = index.writer()?;

@@ -5,6 +5,7 @@ mod cascade_bench;
 mod encoder_bench;
 mod index_bench;
 mod peers_bench;
+mod writes_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,9 @@ enum Command {
     /// Barista's HNSW graph against FAISS and hnswlib on the same vectors (queries/s at a
     /// recall@10 target).
     Peers(peers_bench::PeersArgs),
+    /// Live writes: single-document upserts over REST (1 and N clients) against `barista
+    /// index` bulk indexing of the same texts; segments and search afterwards.
+    Writes(writes_bench::WritesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Command::IndexOpen(args) => index_bench::open(&args),
         Command::Storage(args) => index_bench::storage(&args),
         Command::Peers(args) => peers_bench::peers(&args),
+        Command::Writes(args) => writes_bench::run(&args),
     }
 }

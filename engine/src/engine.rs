@@ -11,8 +11,8 @@ use crate::search::plan::{IndexShape, StagePlan};
 use crate::search::request::{SearchHit, SearchRequest, SearchResponse};
 use crate::text::TextKind;
 use barista_index::{
-    ElementType, GraphParams, Index, IndexConfig, IndexWriter, LogSummary, NewDocument, Op, Rung, SegmentInfo, Snapshot,
-    StoredRung, WriterOptions, WriterStats,
+    ElementType, GraphParams, Index, IndexConfig, IndexWriter, LogSummary, NewDocument, Op, Rung, SegmentInfo,
+    Snapshot, StoredRung, WriterOptions, WriterStats,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -144,13 +144,7 @@ struct Inner {
 
 impl Inner {
     fn new(encoder: Encoder, index: Index, writer_options: WriterOptions) -> Arc<Inner> {
-        Arc::new(Inner {
-            encoder,
-            index,
-            writer_options,
-            writer: Mutex::new(None),
-            staged: Mutex::new(Vec::new()),
-        })
+        Arc::new(Inner { encoder, index, writer_options, writer: Mutex::new(None), staged: Mutex::new(Vec::new()) })
     }
 }
 
@@ -441,14 +435,14 @@ impl Engine {
     }
 
     /// Writes the staged documents as one segment and commits it, reporting progress
-    /// (`(step, done, total)`) of the graph build.
+    /// (`(step, done, total)`) of the graph build. If it fails, nothing changed and the
+    /// documents stay staged.
     pub fn commit_with(&self, progress: barista_index::writer::Progress<'_>) -> Result<WriteReport> {
         let writer = self.writer()?;
-        let staged = std::mem::take(&mut *self.inner.staged.lock().unwrap_or_else(|e| e.into_inner()));
-        let info = match writer.add_segment(staged, progress) {
-            Ok(info) => info,
-            Err(e) => return Err(e.into()),
-        };
+        let mut staged = self.inner.staged.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed commit keeps the staged documents for a retry.
+        let info = writer.add_segment(&staged, progress)?;
+        staged.clear();
         Ok(WriteReport { added: info.added, deleted: info.deleted, live: info.live, sequence: info.generation })
     }
 

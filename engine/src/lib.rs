@@ -61,8 +61,8 @@ pub mod search;
 pub mod text;
 
 pub use barista_index::Rung;
-pub use encoder::{Embeddings, Encoder, EncoderOptions, QueryState, normalize};
 pub use document::{Document, DocumentBatch};
+pub use encoder::{Embeddings, Encoder, EncoderOptions, QueryState, normalize};
 pub use engine::{CreateOptions, Engine, IndexStats, OpenOptions, WriteReport};
 pub use error::{Error, Result};
 pub use kernels::Isa;

@@ -73,7 +73,9 @@ impl NewDocument {
             Some(json) => match serde_json::from_str::<Value>(json) {
                 Ok(Value::Object(map)) => Some(map),
                 Ok(_) => return Err(Error::InvalidInput(format!("document {id:?}: metadata must be a JSON object"))),
-                Err(e) => return Err(Error::InvalidInput(format!("document {id:?}: metadata is not valid JSON ({e})"))),
+                Err(e) => {
+                    return Err(Error::InvalidInput(format!("document {id:?}: metadata is not valid JSON ({e})")));
+                }
             },
         };
         if vectors.len() != config.rungs.len() {

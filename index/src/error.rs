@@ -78,13 +78,13 @@ impl Error {
     /// The same error again (for telling every request of a failed group commit).
     pub(crate) fn duplicate(&self) -> Error {
         match self {
-            Error::Io { action, path, source } => Error::Io {
-                action,
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
+            Error::Io { action, path, source } => {
+                Error::Io { action, path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
             Error::Corrupt { path, message } => Error::Corrupt { path: path.clone(), message: message.clone() },
-            Error::Incompatible { path, message } => Error::Incompatible { path: path.clone(), message: message.clone() },
+            Error::Incompatible { path, message } => {
+                Error::Incompatible { path: path.clone(), message: message.clone() }
+            }
             Error::Locked { path } => Error::Locked { path: path.clone() },
             Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
             Error::Busy(m) => Error::Busy(m.clone()),

@@ -241,8 +241,14 @@ impl Index {
         if manifest.generation == current.manifest.generation && logs == seen {
             return Ok(false);
         }
-        let recovered =
-            recovery::recover(self.dir(), Some(&current), self.shared.kernels, self.shared.options, DEFAULT_CAPACITY, false)?;
+        let recovered = recovery::recover(
+            self.dir(),
+            Some(&current),
+            self.shared.kernels,
+            self.shared.options,
+            DEFAULT_CAPACITY,
+            false,
+        )?;
         self.install(recovered.state.snapshot());
         *self.shared.log.lock().unwrap_or_else(|e| e.into_inner()) = recovered.summary;
         Ok(true)

@@ -32,7 +32,9 @@ pub struct MergePolicy {
     pub factor: usize,
     /// Segments below this many live documents all count as level 0.
     pub floor_docs: u64,
-    /// A merge never produces a segment of more live documents than this.
+    /// A merge never produces a segment of more live documents than this (default 1,000,000:
+    /// a merge holds its segment's vectors in memory while it writes them and builds the
+    /// graph, about 5 GB for a million documents of the shared model's ladder).
     pub max_docs: u64,
     /// A segment with more than this share of deleted documents is rewritten.
     pub deletes_ratio: f64,
@@ -40,7 +42,7 @@ pub struct MergePolicy {
 
 impl Default for MergePolicy {
     fn default() -> Self {
-        MergePolicy { factor: 8, floor_docs: 1_000, max_docs: 50_000_000, deletes_ratio: 0.3 }
+        MergePolicy { factor: 8, floor_docs: 1_000, max_docs: 1_000_000, deletes_ratio: 0.3 }
     }
 }
 

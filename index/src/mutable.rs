@@ -127,7 +127,9 @@ impl MutableSegment {
             metadata: doc.metadata.clone(),
             fields: doc.fields.clone(),
         };
-        let bytes = stored.id.len() + stored.text.as_ref().map_or(0, String::len) + stored.metadata.as_ref().map_or(0, String::len);
+        let bytes = stored.id.len()
+            + stored.text.as_ref().map_or(0, String::len)
+            + stored.metadata.as_ref().map_or(0, String::len);
         // Fields first, then the hash: a row exists for readers once its hash is published.
         let _ = self.docs[row].set(stored);
         self.field_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -171,8 +173,11 @@ impl MutableSegment {
     /// included), as one bit per row.
     pub fn matching(&self, filter: &Filter, rows: usize) -> Mask {
         let rows = rows.min(self.rows());
-        let wanted: Vec<(&str, Vec<String>)> =
-            filter.conditions().iter().map(|(k, values)| (k.as_str(), values.iter().map(canonical).collect())).collect();
+        let wanted: Vec<(&str, Vec<String>)> = filter
+            .conditions()
+            .iter()
+            .map(|(k, values)| (k.as_str(), values.iter().map(canonical).collect()))
+            .collect();
         let mut mask = Mask::repeat(false, rows);
         for row in 0..rows {
             let fields = self.docs[row].get().and_then(|d| d.fields.as_ref());

@@ -119,9 +119,15 @@ fn recover_once(
             }
             summary.cut = Some(if repair {
                 wal::cut(path, contents.valid_len)?;
-                format!("cut {lost} bytes at byte {} of {name} (a write the crash interrupted): {why}", contents.valid_len)
+                format!(
+                    "cut {lost} bytes at byte {} of {name} (a write the crash interrupted): {why}",
+                    contents.valid_len
+                )
             } else {
-                format!("left out {lost} bytes at byte {} of {name} (a writer may be appending): {why}", contents.valid_len)
+                format!(
+                    "left out {lost} bytes at byte {} of {name} (a writer may be appending): {why}",
+                    contents.valid_len
+                )
             });
         }
         state.replay(&contents, path, &mut expected)?;

@@ -59,7 +59,8 @@ pub(crate) struct MemSegment {
     pub(crate) ops: u64,
     /// Sequence number of the last of them.
     pub(crate) last_seq: u64,
-    pub(crate) created: Instant,
+    /// When its first operation was applied (its age decides a flush).
+    pub(crate) first_write: Option<Instant>,
 }
 
 impl MemSegment {
@@ -71,7 +72,7 @@ impl MemSegment {
             ids: HashMap::new(),
             ops: 0,
             last_seq: 0,
-            created: Instant::now(),
+            first_write: None,
         }
     }
 
@@ -235,6 +236,7 @@ impl State {
         }
         self.active.ops += 1;
         self.active.last_seq = seq;
+        self.active.first_write.get_or_insert_with(Instant::now);
         self.next_seq = self.next_seq.max(seq + 1);
         existed
     }
@@ -296,7 +298,9 @@ impl State {
                 tombstones: Arc::clone(&d.tombstones),
             })
             .collect();
-        segments.extend(self.frozen.iter().chain(std::iter::once(&self.active)).filter(|m| m.rows() > 0).map(MemSegment::view));
+        segments.extend(
+            self.frozen.iter().chain(std::iter::once(&self.active)).filter(|m| m.rows() > 0).map(MemSegment::view),
+        );
         Snapshot { manifest: Arc::clone(&self.manifest), segments, kernels: self.kernels }
     }
 }

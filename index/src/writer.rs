@@ -70,8 +70,8 @@ pub struct WriterOptions {
     /// Bytes (vectors as kept in memory, ids, texts, metadata) a mutable segment holds before
     /// it is flushed (default 64 MiB).
     pub flush_bytes: usize,
-    /// Age after which a mutable segment that took writes is flushed (default 30 s): it bounds
-    /// the log a restart replays.
+    /// Age of its first write after which a mutable segment is flushed (default 30 s): it
+    /// bounds the log a restart replays.
     pub flush_age: Duration,
     /// Frozen mutable segments allowed to wait for their flush; past it writes are refused
     /// ([`Error::Busy`]) until a flush catches up (default 4).
@@ -247,7 +247,8 @@ impl Index {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path }),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::write(&path, e)),
         }
-        let options = WriterOptions { flush_docs: options.flush_docs.max(1), max_frozen: options.max_frozen.max(1), ..options };
+        let options =
+            WriterOptions { flush_docs: options.flush_docs.max(1), max_frozen: options.max_frozen.max(1), ..options };
         let previous = self.snapshot();
         let recovered =
             recovery::recover(self.dir(), Some(&previous), self.kernels(), self.options(), options.flush_docs, true)?;
@@ -379,28 +380,29 @@ impl IndexWriter {
     /// index`). Documents replace live ones with their ids; within `docs` the last copy of an id
     /// wins. Writes in the mutable segment are flushed first, so the new segment is the newest
     /// state of its ids. All or nothing.
-    pub fn add_segment(&self, docs: Vec<NewDocument>, progress: Progress<'_>) -> Result<CommitInfo> {
+    pub fn add_segment(&self, docs: &[NewDocument], progress: Progress<'_>) -> Result<CommitInfo> {
         self.inner.check_usable()?;
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
         for (i, d) in docs.iter().enumerate() {
             last.insert(&d.id, i);
         }
-        let kept: Vec<&NewDocument> = docs.iter().enumerate().filter(|(i, d)| last[d.id.as_str()] == *i).map(|(_, d)| d).collect();
+        let kept: Vec<&NewDocument> =
+            docs.iter().enumerate().filter(|(i, d)| last[d.id.as_str()] == *i).map(|(_, d)| d).collect();
         if kept.is_empty() {
             return Ok(self.inner.commit_info(0, 0));
         }
         let inner = &self.inner;
         let config = inner.config();
         let id = inner.reserve();
-        let written = (|| {
-            let blocks: Vec<Vec<f32>> = (0..config.rungs.len())
-                .map(|r| kept.iter().flat_map(|d| d.vectors[r].iter().copied()).collect())
-                .collect();
-            let fields = kept.iter().map(|d| StoredDoc { id: &d.id, text: d.text.as_deref(), metadata: d.metadata.as_deref() });
+        let blocks: Vec<Vec<f32>> =
+            (0..config.rungs.len()).map(|r| kept.iter().flat_map(|d| d.vectors[r].iter().copied()).collect()).collect();
+        let fields =
+            kept.iter().map(|d| StoredDoc { id: &d.id, text: d.text.as_deref(), metadata: d.metadata.as_deref() });
+        let written =
             write_segment(inner.index.dir(), id, &config, fields, &blocks, inner.index.kernels(), progress, &|| {
                 inner.stopping.load(Ordering::Relaxed)
-            })
-        })();
+            });
+        drop(blocks);
         let written = match written {
             Ok(w) => w,
             Err(e) => {
@@ -759,14 +761,22 @@ impl Inner {
         let result = (|| {
             let mut disk = live.state.disk.clone();
             if let Some((record, graph)) = written {
-                let front = live.state.frozen.front().filter(|m| m.table.id() == id).ok_or_else(|| {
-                    Error::Unusable(format!("segment {id} was flushed twice (a bug)"))
-                })?;
+                let front = live
+                    .state
+                    .frozen
+                    .front()
+                    .filter(|m| m.table.id() == id)
+                    .ok_or_else(|| Error::Unusable(format!("segment {id} was flushed twice (a bug)")))?;
                 let mut tombstones = (*front.tombstones).clone();
                 tombstones.truncate(rows);
                 let deleted = front.deleted;
                 let segment = Segment::from_parts(self.index.dir(), &record, &config, graph, self.index.kernels())?;
-                disk.push(DiskSegment { record, segment: Arc::new(segment), tombstones: Arc::new(tombstones), deleted });
+                disk.push(DiskSegment {
+                    record,
+                    segment: Arc::new(segment),
+                    tombstones: Arc::new(tombstones),
+                    deleted,
+                });
             }
             let applied = applied.max(live.state.manifest.log_applied);
             self.commit_disk(&mut live, disk, applied, None)
@@ -804,7 +814,8 @@ impl Inner {
             let mut live = self.lock_live();
             let disk = &live.state.disk;
             let chosen: Option<Vec<u64>> = if all {
-                (disk.len() > 1 || disk.iter().any(|d| d.deleted > 0)).then(|| disk.iter().map(|d| d.record.id).collect())
+                (disk.len() > 1 || disk.iter().any(|d| d.deleted > 0))
+                    .then(|| disk.iter().map(|d| d.record.id).collect())
             } else {
                 let candidates: Vec<Candidate> = disk
                     .iter()
@@ -832,9 +843,8 @@ impl Inner {
             // Deletions since the merge started move to the merged segment.
             for (source, map) in sources.iter().zip(&maps) {
                 let now = live.state.disk.iter().find(|d| d.record.id == source.record.id);
-                for doc in 0..source.record.docs as usize {
+                for (doc, &new) in map.iter().enumerate() {
                     let gone = now.is_none_or(|d| d.tombstones.get(doc).is_some_and(|b| *b));
-                    let new = map[doc];
                     if gone && new != u32::MAX && !tombstones[new as usize] {
                         tombstones.set(new as usize, true);
                         deleted += 1;
@@ -972,7 +982,8 @@ fn flusher(inner: &Inner) {
         {
             let mut wake = inner.wake.lock().unwrap_or_else(|e| e.into_inner());
             if !wake.flush && !wake.stop {
-                wake = inner.wake_cv.wait_timeout(wake, Duration::from_millis(500)).unwrap_or_else(|e| e.into_inner()).0;
+                wake =
+                    inner.wake_cv.wait_timeout(wake, Duration::from_millis(500)).unwrap_or_else(|e| e.into_inner()).0;
             }
             if wake.stop {
                 return;
@@ -982,8 +993,7 @@ fn flusher(inner: &Inner) {
         {
             let mut live = inner.lock_live();
             let active = &live.state.active;
-            if active.ops > 0
-                && active.created.elapsed() >= inner.options.flush_age
+            if active.first_write.is_some_and(|t| t.elapsed() >= inner.options.flush_age)
                 && live.state.frozen.len() < inner.options.max_frozen
             {
                 let _ = inner.freeze(&mut live, 0);
@@ -1075,7 +1085,9 @@ fn write_from_memory(
 ) -> Result<(SegmentRecord, Option<SegmentGraph>)> {
     let blocks: Vec<Vec<f32>> = (0..config.rungs.len()).map(|r| f32_rows(&table.block(r, rows))).collect();
     let docs: Vec<StoredDoc<'_>> = (0..rows as u32)
-        .map(|row| table.doc(row).ok_or_else(|| Error::Unusable(format!("row {row} of segment {} is missing", table.id()))))
+        .map(|row| {
+            table.doc(row).ok_or_else(|| Error::Unusable(format!("row {row} of segment {} is missing", table.id())))
+        })
         .collect::<Result<_>>()?;
     write_segment(dir, table.id(), config, docs.iter().copied(), &blocks, kernels, &|_, _, _| {}, cancel)
 }
@@ -1119,7 +1131,8 @@ fn build_merged(
         if cancel() {
             return Err(Error::Cancelled);
         }
-        let keep: Vec<u32> = (0..s.record.docs).filter(|&d| !s.tombstones.get(d as usize).is_some_and(|b| *b)).collect();
+        let keep: Vec<u32> =
+            (0..s.record.docs).filter(|&d| !s.tombstones.get(d as usize).is_some_and(|b| *b)).collect();
         let mut map = vec![u32::MAX; s.record.docs as usize];
         for &doc in &keep {
             map[doc as usize] = next;

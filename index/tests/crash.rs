@@ -24,8 +24,7 @@ fn cfg() -> IndexConfig {
 /// The operations of request `r` (1, 2, …): `(id, Some(version))` upserts, `(id, None)` deletes.
 /// Every request also upserts `progress` at version `r`, which tells how far the log got.
 fn request(r: u64) -> Vec<(String, Option<u64>)> {
-    let mut ops: Vec<(String, Option<u64>)> =
-        (0..DOCS_PER_REQUEST).map(|i| (format!("r{r}-{i}"), Some(r))).collect();
+    let mut ops: Vec<(String, Option<u64>)> = (0..DOCS_PER_REQUEST).map(|i| (format!("r{r}-{i}"), Some(r))).collect();
     if r.is_multiple_of(3) && r > 2 {
         // Update two documents of the previous request and delete two of the one before.
         ops.extend((0..2).map(|i| (format!("r{}-{i}", r - 1), Some(r))));

@@ -33,7 +33,7 @@ fn sweep(normalise: bool) -> Vec<(usize, f64)> {
         .map(|i| NewDocument::new(&c, i.to_string(), None, None, vec![base.row(i).to_vec()]).unwrap())
         .collect();
     let t = Instant::now();
-    writer.add_segment(docs, &|_, _, _| {}).unwrap();
+    writer.add_segment(&docs, &|_, _, _| {}).unwrap();
     eprintln!("built the graph over {} vectors in {:.2} s", base.len(), t.elapsed().as_secs_f64());
     let snapshot = index.snapshot();
     let exact: Vec<HashSet<_>> = (0..queries.len())
@@ -86,8 +86,8 @@ fn exact_search_finds_the_true_maximum_inner_products() {
         .map(|i| NewDocument::new(&c, i.to_string(), None, None, vec![base.row(i).to_vec()]).unwrap())
         .collect();
     let second = docs.split_off(5000);
-    writer.add_segment(docs, &|_, _, _| {}).unwrap();
-    writer.add_segment(second, &|_, _, _| {}).unwrap();
+    writer.add_segment(&docs, &|_, _, _| {}).unwrap();
+    writer.add_segment(&second, &|_, _, _| {}).unwrap();
     let snapshot = index.snapshot();
     assert_eq!(snapshot.segment_count(), 2);
     for q in 0..10 {

@@ -418,11 +418,11 @@ fn a_failed_bulk_commit_changes_nothing_and_can_be_retried() {
     bulk(&w, vec![doc(&c, "a", 0)]);
     // Something occupies a name the commit needs: the commit fails after writing some files.
     std::fs::write(dir.path().join("seg-000003.ids"), "in the way").unwrap();
-    assert!(w.add_segment(vec![doc(&c, "b", 0), doc(&c, "a", 1)], &|_, _, _| {}).is_err());
+    assert!(w.add_segment(&[doc(&c, "b", 0), doc(&c, "a", 1)], &|_, _, _| {}).is_err());
     assert_eq!(live_ids(&index), vec!["a"], "nothing changed");
     assert_eq!(Index::open(dir.path()).unwrap().snapshot().manifest().generation, 1);
     assert!(!dir.path().join("seg-000003.vec").exists(), "the partial segment was removed");
-    let info = w.add_segment(vec![doc(&c, "b", 0), doc(&c, "a", 1)], &|_, _, _| {}).unwrap();
+    let info = w.add_segment(&[doc(&c, "b", 0), doc(&c, "a", 1)], &|_, _, _| {}).unwrap();
     assert_eq!((info.added, info.deleted, info.generation), (2, 1, 2));
     assert_eq!(live_ids(&index), vec!["a", "b"]);
 }

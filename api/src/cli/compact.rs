@@ -29,7 +29,8 @@ pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message("graph");
     engine.compact(&|_, done, total| {

@@ -63,7 +63,8 @@ pub fn run(args: Args) -> Result<()> {
         documents: snapshot.len(),
         deleted: snapshot.segments().iter().map(|s| u64::from(s.deleted)).sum(),
         segments: snapshot.segments(),
-        bytes: m.files().map(|f| f.len).sum::<u64>() + index.log_summary().files.iter().map(|(_, len)| len).sum::<u64>(),
+        bytes: m.files().map(|f| f.len).sum::<u64>()
+            + index.log_summary().files.iter().map(|(_, len)| len).sum::<u64>(),
         log: index.log_summary(),
         log_applied: m.log_applied,
         calibrated_profiles: m

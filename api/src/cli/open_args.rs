@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use barista_engine::{EncoderOptions, Engine, OpenOptions};
 use barista_index::{MergePolicy, WriterOptions};
-use std::time::Duration;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Which index to open, and how.
 #[derive(clap::Args, Debug)]

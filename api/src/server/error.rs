@@ -83,7 +83,9 @@ impl From<IndexError> for ApiError {
         match e {
             IndexError::InvalidInput(m) => ApiError::bad_request(m),
             IndexError::Locked { .. } => ApiError::new(StatusCode::CONFLICT, "locked", e.to_string()),
-            IndexError::Busy(m) => ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m) },
+            IndexError::Busy(m) => {
+                ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m) }
+            }
             IndexError::Cancelled => ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string())

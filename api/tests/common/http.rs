@@ -103,4 +103,3 @@ pub fn search_ids(server: &Server, query: &str) -> Vec<String> {
     assert_eq!(status, 200, "{body}");
     body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect()
 }
-

@@ -89,7 +89,7 @@ pub fn manual_writer(index: &Index) -> IndexWriter {
 
 /// Writes documents as one bulk segment.
 pub fn bulk(w: &IndexWriter, docs: Vec<NewDocument>) -> CommitInfo {
-    w.add_segment(docs, &|_, _, _| {}).unwrap()
+    w.add_segment(&docs, &|_, _, _| {}).unwrap()
 }
 
 /// Upserts documents through the log (one request).
