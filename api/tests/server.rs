@@ -190,3 +190,29 @@ fn api_keys_concurrency_backpressure_metrics_and_openapi() {
         assert!(spec["components"]["schemas"][name].is_object(), "dangling $ref to {name}");
     }
 }
+
+#[test]
+fn a_read_key_alone_turns_writes_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path(), 10);
+    let server = Server::start(&index, &["--read-key", "reader"]);
+    let doc = json!({"documents": [{"id": "x", "text": "a test document"}]}).to_string();
+    for key in [None, Some("reader"), Some("guess")] {
+        let mut request = ureq::post(&server.url("/documents"));
+        if let Some(k) = key {
+            request = request.set("Authorization", &format!("Bearer {k}"));
+        }
+        let (status, body, _) = call(request, Some(&doc));
+        assert_eq!((status, body["error"]["code"].as_str()), (403, Some("writes_disabled")), "{key:?}");
+        let (status, _, _) = call(ureq::delete(&server.url("/documents/x")).set("X-Api-Key", "reader"), None);
+        assert_eq!(status, 403);
+    }
+    let (status, _, _) = call(ureq::post(&server.url("/admin/compact")).set("X-Api-Key", "reader"), Some("{}"));
+    assert_eq!(status, 403);
+    let (status, ready, _) = call(ureq::get(&server.url("/ready")), None);
+    assert_eq!((status, ready["documents"].as_u64()), (200, Some(10)), "nothing was written");
+    let (status, _, _) = call(ureq::get(&server.url("/stats")), None);
+    assert_eq!(status, 401, "reads need the read key");
+    let (status, _, _) = call(ureq::get(&server.url("/stats")).set("X-Api-Key", "reader"), None);
+    assert_eq!(status, 200);
+}

@@ -19,6 +19,9 @@ with --config, then defaults. The file may hold:
   addr = \"0.0.0.0:8080\"
   read_key = \"…\"            # optional: required for searches and reads
   write_key = \"…\"           # optional: required for writes (also grants reads)
+
+With any key configured, writes need the write key: with only a read key, the server takes
+no writes at all. With only a write key, reads are open.
   search_threads = 2
   write_threads = 2
   queue = 64
@@ -48,7 +51,8 @@ pub struct Args {
     /// A TOML configuration file (see below).
     #[arg(long, env = "BARISTA_CONFIG")]
     config: Option<PathBuf>,
-    /// API key required for searches and reads.
+    /// API key required for searches and reads (alone, without --write-key, it also turns
+    /// writes off: a read key never writes).
     #[arg(long, env = "BARISTA_READ_KEY", hide_env_values = true)]
     read_key: Option<String>,
     /// API key required for writes (it also grants reads).

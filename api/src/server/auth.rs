@@ -32,20 +32,29 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Keys {
-    /// Checks a request's credentials for `access`.
+    /// Checks a request's credentials for `access`. The rule:
+    ///
+    /// - no key configured: everything is open;
+    /// - reading needs the read key or the write key, except with only a write key configured,
+    ///   where reading is open;
+    /// - writing needs the write key whenever any key is configured: a read key never writes,
+    ///   and with only a read key configured writes are refused (configure a write key to
+    ///   allow them).
     pub fn check(&self, headers: &HeaderMap, access: Access) -> Result<(), ApiError> {
-        let accepted: Vec<&String> = match access {
-            Access::Read if self.read.is_none() && self.write.is_none() => return Ok(()),
-            Access::Read => self.read.iter().chain(self.write.iter()).collect(),
-            Access::Write => match &self.write {
-                None => return Ok(()),
-                Some(key) => vec![key],
-            },
+        let accepted: Vec<&String> = match (access, &self.read, &self.write) {
+            (_, None, None) => return Ok(()),
+            (Access::Read, None, Some(_)) => return Ok(()),
+            (Access::Read, read, write) => read.iter().chain(write.iter()).collect(),
+            (Access::Write, _, Some(write)) => vec![write],
+            (Access::Write, Some(_), None) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "writes_disabled",
+                    "this server has a read key and no write key, so it takes no writes: start it with --write-key \
+                     (or BARISTA_WRITE_KEY) to allow them",
+                ));
+            }
         };
-        // With only a write key configured, reading is open.
-        if access == Access::Read && self.read.is_none() {
-            return Ok(());
-        }
         let Some(key) = presented(headers) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -71,6 +80,53 @@ mod tests {
             h.insert(header::AUTHORIZATION, format!("Bearer {v}").parse().unwrap());
         }
         h
+    }
+
+    /// Every combination of configured keys × presented key × access.
+    #[test]
+    fn every_combination_of_keys() {
+        use StatusCode as S;
+        let ok = S::OK;
+        let configs = [(None, None), (Some("r"), None), (None, Some("w")), (Some("r"), Some("w"))];
+        // (configured read, configured write, presented, access) → status
+        let expected = |read: Option<&str>, write: Option<&str>, presented: Option<&str>, access: Access| -> S {
+            match (read, write, presented, access) {
+                (None, None, _, _) => ok,
+                (_, None, _, Access::Write) => S::FORBIDDEN, // a read key alone: no writes at all
+                (None, Some(_), _, Access::Read) => ok,
+                (_, _, None, _) => S::UNAUTHORIZED,
+                (_, Some(w), Some(p), Access::Write) => {
+                    if p == w {
+                        ok
+                    } else {
+                        S::FORBIDDEN
+                    }
+                }
+                (r, w, Some(p), Access::Read) => {
+                    if Some(p) == r || Some(p) == w {
+                        ok
+                    } else {
+                        S::FORBIDDEN
+                    }
+                }
+            }
+        };
+        for (read, write) in configs {
+            let keys = Keys { read: read.map(str::to_string), write: write.map(str::to_string) };
+            for presented in [None, Some("r"), Some("w"), Some("x")] {
+                for access in [Access::Read, Access::Write] {
+                    let got = keys.check(&headers(presented), access).map_or_else(|e| e.status, |()| ok);
+                    assert_eq!(
+                        got,
+                        expected(read, write, presented, access),
+                        "{read:?} {write:?} {presented:?} {access:?}"
+                    );
+                }
+            }
+        }
+        let read_only = Keys { read: Some("r".into()), write: None };
+        let e = read_only.check(&headers(Some("r")), Access::Write).unwrap_err();
+        assert_eq!(e.code, "writes_disabled");
     }
 
     #[test]

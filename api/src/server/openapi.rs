@@ -40,8 +40,9 @@ struct ErrorBody {
 #[allow(dead_code)] // as above
 struct ErrorDetail {
     /// Machine-readable: invalid_request, malformed_json, invalid_body, not_found, overloaded,
-    /// missing_api_key, invalid_api_key, payload_too_large, batch_too_large, unsupported_media_type,
-    /// method_not_allowed, locked, internal.
+    /// missing_api_key, invalid_api_key, writes_disabled, payload_too_large, batch_too_large,
+    /// unsupported_media_type, method_not_allowed, locked, insufficient_storage, shutting_down,
+    /// internal.
     code: String,
     /// What was wrong and what to do.
     message: String,
