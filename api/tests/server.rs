@@ -116,7 +116,18 @@ fn api_keys_concurrency_backpressure_metrics_and_openapi() {
     let index = build_index(dir.path(), 30);
     let server = Server::start(
         &index,
-        &["--read-key", "reader", "--write-key", "writer", "--search-threads", "1", "--queue", "1"],
+        &[
+            "--read-key",
+            "reader",
+            "--write-key",
+            "writer",
+            "--search-threads",
+            "1",
+            "--write-threads",
+            "1",
+            "--queue",
+            "1",
+        ],
     );
     // Keys.
     let doc = json!({"documents": [{"id": "x", "text": "a test document"}]}).to_string();
@@ -132,7 +143,7 @@ fn api_keys_concurrency_backpressure_metrics_and_openapi() {
     let (s, _, _) = call(ureq::post(&server.url("/documents")).set("X-Api-Key", "writer"), Some(&doc));
     assert_eq!(s, 200);
     assert_eq!(call(ureq::get(&server.url("/health")), None).0, 200, "health needs no key");
-    // Concurrent clients; with one search thread and a queue of one, some are turned away.
+    // Concurrent clients: every search is answered, or refused with 503 and Retry-After.
     let barrier = std::sync::Barrier::new(12);
     let results: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..12)
@@ -150,11 +161,48 @@ fn api_keys_concurrency_backpressure_metrics_and_openapi() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(results.iter().all(|(s, _)| *s == 200 || *s == 503), "{results:?}");
+    assert!(results.iter().all(|(s, r)| *s == 200 || (*s == 503 && r.as_deref() == Some("1"))), "{results:?}");
     assert!(results.iter().any(|(s, _)| *s == 200));
-    let refused: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
-    assert!(!refused.is_empty(), "12 simultaneous searches against 1 thread + 1 queue slot: some must be refused");
-    assert!(refused.iter().all(|(_, retry)| retry.as_deref() == Some("1")), "503s carry Retry-After");
+    // Backpressure, deterministically: one write thread busy with a long batch, one request in
+    // the queue, so the next one is refused.
+    let gauge = |name: &str| -> i64 {
+        let text = ureq::get(&server.url("/metrics")).set("X-Api-Key", "reader").call().unwrap().into_string().unwrap();
+        let line = text.lines().find(|l| l.starts_with(&format!("{name}{{pool=\"write\"}}"))).unwrap_or("x 0");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let wait_for = |name: &str, value: i64| {
+        let start = std::time::Instant::now();
+        while gauge(name) != value {
+            assert!(start.elapsed() < std::time::Duration::from_secs(60), "{name} never reached {value}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let corpus = std::fs::read_to_string(common::shared("datasets/scifact/corpus.jsonl")).unwrap();
+    let long: Vec<serde_json::Value> = corpus
+        .lines()
+        .skip(30)
+        .take(300)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            json!({"id": v["_id"], "text": v["text"]})
+        })
+        .collect();
+    let small = |id: &str| json!({"documents": [{"id": id, "text": "a short note"}]}).to_string();
+    std::thread::scope(|scope| {
+        let writer = |body: String| {
+            let server = &server;
+            scope.spawn(move || call(ureq::post(&server.url("/documents")).set("X-Api-Key", "writer"), Some(&body)).0)
+        };
+        let busy = writer(json!({ "documents": long }).to_string());
+        wait_for("barista_pool_active", 1);
+        let queued = writer(small("queued"));
+        wait_for("barista_pool_queued", 1);
+        let (s, body, retry) =
+            call(ureq::post(&server.url("/documents")).set("X-Api-Key", "writer"), Some(&small("refused")));
+        assert_eq!((s, retry.as_deref(), body["error"]["code"].as_str()), (503, Some("1"), Some("overloaded")));
+        assert_eq!((busy.join().unwrap(), queued.join().unwrap()), (200, 200));
+    });
+    assert_eq!(call(ureq::get(&server.url("/documents/refused")).set("X-Api-Key", "reader"), None).0, 404);
     // Metrics.
     let metrics =
         ureq::get(&server.url("/metrics")).set("Authorization", "Bearer reader").call().unwrap().into_string().unwrap();
@@ -165,7 +213,8 @@ fn api_keys_concurrency_backpressure_metrics_and_openapi() {
     assert!(metrics.contains("barista_http_request_duration_seconds_bucket{"));
     assert!(metrics.contains("barista_search_stage_duration_seconds_count{stage=\"encode\"}"));
     assert!(metrics.contains("barista_rejected_overloaded_total"));
-    assert!(metrics.contains("barista_documents 31"));
+    assert!(metrics.contains("barista_documents 332"));
+    assert!(metrics.contains("barista_pool_active{pool=\"search\"}"));
     // OpenAPI: every route, and the request schema matches the real fields.
     let (s, spec, _) = call(ureq::get(&server.url("/openapi.json")), None);
     assert_eq!(s, 200);

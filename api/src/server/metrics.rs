@@ -24,6 +24,11 @@ pub struct StageLabels {
     pub stage: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs … ~1.6 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
@@ -37,6 +42,8 @@ pub struct Metrics {
     pub search_stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
     pub rejected_busy: Counter,
     pub documents: Gauge,
+    pub pool_queued: Family<PoolLabels, Gauge>,
+    pub pool_active: Family<PoolLabels, Gauge>,
 }
 
 impl Metrics {
@@ -62,7 +69,20 @@ impl Metrics {
             rejected_busy.clone(),
         );
         registry.register("documents", "Live documents in the index", documents.clone());
-        Metrics { registry, requests, request_seconds, search_stage_seconds, rejected_busy, documents }
+        let pool_queued = Family::<PoolLabels, Gauge>::default();
+        let pool_active = Family::<PoolLabels, Gauge>::default();
+        registry.register("pool_queued", "Requests waiting for a worker thread, by pool", pool_queued.clone());
+        registry.register("pool_active", "Requests a worker thread is running, by pool", pool_active.clone());
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            search_stage_seconds,
+            rejected_busy,
+            documents,
+            pool_queued,
+            pool_active,
+        }
     }
 
     /// Records one search's stage timings.
@@ -76,6 +96,14 @@ impl Metrics {
         ] {
             self.search_stage_seconds.get_or_create(&StageLabels { stage: stage.into() }).observe(ms / 1e3);
         }
+    }
+
+    /// Records a pool's occupancy now.
+    pub fn observe_pool(&self, pool: &super::pool::Pool) {
+        let (queued, active) = pool.occupancy();
+        let labels = PoolLabels { pool: pool.name().trim_start_matches("barista-").to_string() };
+        self.pool_queued.get_or_create(&labels).set(queued as i64);
+        self.pool_active.get_or_create(&labels).set(active as i64);
     }
 
     /// The text exposition format.

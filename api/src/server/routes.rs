@@ -175,6 +175,9 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Json<Status> {
 pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     state.keys.check(&headers, Access::Read)?;
     state.metrics.documents.set(state.engine.index().snapshot().len() as i64);
+    for pool in [&state.searches, &state.writes, &state.admin] {
+        state.metrics.observe_pool(pool);
+    }
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
         .into_response())
 }
