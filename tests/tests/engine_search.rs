@@ -272,3 +272,36 @@ fn calibration_is_stored_and_used() {
     let empty: BTreeMap<String, BTreeMap<String, i32>> = BTreeMap::new();
     assert!(reopened.calibrate("balanced", &queries, &empty, 0.99).unwrap_err().to_string().contains("judgements"));
 }
+
+/// A case where stopping is certain: five documents and `k` = 10, so every stage's top 10 is
+/// all of them and the overlap between stages is 1. Searches must stop after the first
+/// stage that may stop, encoding fewer layers; `adaptive: false` must run every stage.
+#[test]
+fn adaptive_stopping_stops_where_the_ranking_is_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = scifact(5);
+    let e = engine(dir.path(), &docs);
+    let queries: Vec<(String, String)> =
+        docs.iter().map(|d| (format!("q-{}", d.id), d.title.clone().unwrap())).collect();
+    let qrels: BTreeMap<String, BTreeMap<String, i32>> =
+        docs.iter().map(|d| (format!("q-{}", d.id), [(d.id.clone(), 1)].into_iter().collect())).collect();
+    let rule = e.calibrate("balanced", &queries, &qrels, 0.5).unwrap();
+    let full = rule.plan.stages.len();
+    assert!(full >= 3, "balanced has a middle stage to stop at: {}", rule.plan);
+    let first_eligible = rule.thresholds.iter().position(Option::is_some).expect("a threshold was fitted");
+    assert_eq!(rule.stopped_share[first_eligible], 1.0, "every training query stops there");
+    for (id, text) in &queries {
+        let adaptive = e.search(&SearchRequest::text(text).with_k(10)).unwrap();
+        assert!(adaptive.stopped_early, "{id}");
+        assert_eq!(adaptive.stages.len(), first_eligible + 1, "{id}: stages {:?}", adaptive.stages);
+        assert_eq!(adaptive.hits.len(), 5);
+        let explicit =
+            e.search(&SearchRequest { adaptive: Some(true), ..SearchRequest::text(text).with_k(10) }).unwrap();
+        assert_eq!((explicit.stopped_early, explicit.stages.len()), (true, first_eligible + 1));
+        let off = e.search(&SearchRequest { adaptive: Some(false), ..SearchRequest::text(text).with_k(10) }).unwrap();
+        assert!(!off.stopped_early);
+        assert_eq!(off.stages.len(), full, "{id}: adaptive off runs every stage");
+        // The stopped search encoded fewer layers: its last stage is a smaller rung.
+        assert!(adaptive.stages.last().unwrap().rung.layer < off.stages.last().unwrap().rung.layer);
+    }
+}
