@@ -78,42 +78,14 @@ impl NewDocument {
                 }
             },
         };
-        if vectors.len() != config.rungs.len() {
-            return Err(Error::InvalidInput(format!(
-                "document {id:?} has {} vectors; the index stores {} rungs",
-                vectors.len(),
-                config.rungs.len()
-            )));
-        }
-        for (r, (v, stored)) in vectors.iter().zip(&config.rungs).enumerate() {
-            if v.len() != stored.rung.dim {
-                return Err(Error::InvalidInput(format!(
-                    "document {id:?}: the vector for rung {} has {} values, not {}",
-                    stored.rung,
-                    v.len(),
-                    stored.rung.dim
-                )));
-            }
-            let limit = match stored.element {
-                ElementType::F32 | ElementType::I8 => f32::MAX,
-                ElementType::F16 => half::f16::MAX.to_f32(),
-            };
-            if let Some(bad) = v.iter().find(|x| !x.is_finite() || x.abs() > limit) {
-                return Err(Error::InvalidInput(format!(
-                    "document {id:?}: the vector for rung {} holds {bad}, which rung storage ({}) cannot represent",
-                    stored.rung, stored.element
-                )));
-            }
-            if r == config.graph.rung
-                && v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>() >= f64::from(f32::MAX) / 4.0
-            {
-                return Err(Error::InvalidInput(format!(
-                    "document {id:?}: the vector for rung {} is too large for the graph (its squared norm overflows f32)",
-                    stored.rung
-                )));
-            }
-        }
+        check_vectors(config, &id, &vectors)?;
         Ok(NewDocument { id, text, metadata, fields, vectors })
+    }
+
+    /// Checks that the document fits an index with `config` (documents are made for one
+    /// index; a writer refuses one made for another).
+    pub fn check_fits(&self, config: &IndexConfig) -> Result<()> {
+        check_vectors(config, &self.id, &self.vectors)
     }
 
     /// The external id.
@@ -143,6 +115,46 @@ impl NewDocument {
             + self.metadata.as_ref().map_or(0, String::len)
             + self.vectors.iter().map(|v| v.len() * 4).sum::<usize>()
     }
+}
+
+/// The vector rules of [`NewDocument::new`].
+fn check_vectors(config: &IndexConfig, id: &str, vectors: &[Vec<f32>]) -> Result<()> {
+    if vectors.len() != config.rungs.len() {
+        return Err(Error::InvalidInput(format!(
+            "document {id:?} has {} vectors; the index stores {} rungs",
+            vectors.len(),
+            config.rungs.len()
+        )));
+    }
+    for (r, (v, stored)) in vectors.iter().zip(&config.rungs).enumerate() {
+        if v.len() != stored.rung.dim {
+            return Err(Error::InvalidInput(format!(
+                "document {id:?}: the vector for rung {} has {} values, not {}",
+                stored.rung,
+                v.len(),
+                stored.rung.dim
+            )));
+        }
+        let limit = match stored.element {
+            ElementType::F32 | ElementType::I8 => f32::MAX,
+            ElementType::F16 => half::f16::MAX.to_f32(),
+        };
+        if let Some(bad) = v.iter().find(|x| !x.is_finite() || x.abs() > limit) {
+            return Err(Error::InvalidInput(format!(
+                "document {id:?}: the vector for rung {} holds {bad}, which rung storage ({}) cannot represent",
+                stored.rung, stored.element
+            )));
+        }
+        if r == config.graph.rung
+            && v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>() >= f64::from(f32::MAX) / 4.0
+        {
+            return Err(Error::InvalidInput(format!(
+                "document {id:?}: the vector for rung {} is too large for the graph (its squared norm overflows f32)",
+                stored.rung
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,13 +24,23 @@ pub struct FileRecord {
     pub checksum: u64,
 }
 
-/// A file being written: buffered, hashed and counted; [`HashingWriter::finish`] syncs it.
+/// A file being written: buffered, hashed and counted; [`HashingWriter::finish`] syncs it. A
+/// writer dropped before `finish` (an error on the way) removes its file, so a failed write
+/// never leaves a half-written file under a name a retry needs.
 pub struct HashingWriter {
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
     hasher: Xxh3,
     len: u64,
     path: PathBuf,
     name: String,
+}
+
+impl Drop for HashingWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl HashingWriter {
@@ -39,7 +49,7 @@ impl HashingWriter {
         let path = dir.join(name);
         let file = File::options().write(true).create_new(true).open(&path).map_err(|e| Error::write(&path, e))?;
         Ok(HashingWriter {
-            out: BufWriter::with_capacity(1 << 20, file),
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
             hasher: Xxh3::new(),
             len: 0,
             path,
@@ -51,7 +61,10 @@ impl HashingWriter {
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
-        self.out.write_all(bytes).map_err(|e| Error::write(&self.path, e))
+        match self.out.as_mut() {
+            Some(out) => out.write_all(bytes).map_err(|e| Error::write(&self.path, e)),
+            None => Err(Error::write(&self.path, std::io::Error::other("the file is already finished"))),
+        }
     }
 
     /// Appends zero bytes until the length is a multiple of `align`.
@@ -77,11 +90,18 @@ impl HashingWriter {
         self.len == 0
     }
 
-    /// Flushes, fsyncs and returns the record for the manifest.
-    pub fn finish(self) -> Result<FileRecord> {
-        let file = self.out.into_inner().map_err(|e| Error::write(&self.path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::write(&self.path, e))?;
-        Ok(FileRecord { name: self.name, len: self.len, checksum: self.hasher.digest() })
+    /// Flushes, fsyncs and returns the record for the manifest (on failure the file is
+    /// removed).
+    pub fn finish(mut self) -> Result<FileRecord> {
+        let Some(out) = self.out.take() else {
+            return Err(Error::write(&self.path, std::io::Error::other("the file is already finished")));
+        };
+        let synced = out.into_inner().map_err(|e| e.into_error()).and_then(|file| file.sync_all());
+        if let Err(e) = synced {
+            let _ = std::fs::remove_file(&self.path);
+            return Err(Error::write(&self.path, e));
+        }
+        Ok(FileRecord { name: std::mem::take(&mut self.name), len: self.len, checksum: self.hasher.digest() })
     }
 }
 

@@ -108,6 +108,20 @@ fn recover_once(
         };
         if let Some(why) = &contents.damage {
             let lost = contents.file_len - contents.valid_len;
+            if contents.damage_inside {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "{why}, and it is not the torn end of a crash (whole records follow it, or its checksum \
+                         holds), so writes after it would be lost; restore the index directory from a backup. If the \
+                         machine lost power while this file was written, what follows byte {} was never acknowledged: \
+                         cut the file there (truncate -s {} {}) to open the index",
+                        contents.valid_len,
+                        contents.valid_len,
+                        path.display()
+                    ),
+                ));
+            }
             if i + 1 < files.len() {
                 return Err(Error::corrupt(
                     path,

@@ -35,8 +35,9 @@ const VERSION: u32 = 1;
 pub const HEADER: u64 = 32;
 /// Bytes before a record's payload.
 const RECORD_HEADER: usize = 16;
-/// Largest payload a reader accepts (a length beyond it is damage, not an allocation).
-const MAX_PAYLOAD: usize = 1 << 31;
+/// Largest payload (one request's record): writers refuse larger requests, readers take a
+/// larger length for damage, not an allocation.
+pub const MAX_PAYLOAD: usize = 1 << 31;
 const UPSERT: u8 = 1;
 const DELETE: u8 = 2;
 const HAS_TEXT: u8 = 1;
@@ -190,13 +191,22 @@ pub struct LogContents {
     pub file_len: u64,
     /// Why reading stopped before the end of the file, if it did.
     pub damage: Option<String>,
+    /// Whether what stopped it cannot be a torn write: a record whose checksum holds but whose
+    /// content does not decode, or whole records further on (damage in the middle of the log).
+    pub damage_inside: bool,
 }
 
 /// Reads every whole record of a log file (see the module docs for what ends a log).
 pub fn read(path: &Path, number: u64, config: &IndexConfig) -> Result<LogContents> {
     let bytes = std::fs::read(path).map_err(|e| Error::read(path, e))?;
-    let mut contents =
-        LogContents { number, records: Vec::new(), valid_len: 0, file_len: bytes.len() as u64, damage: None };
+    let mut contents = LogContents {
+        number,
+        records: Vec::new(),
+        valid_len: 0,
+        file_len: bytes.len() as u64,
+        damage: None,
+        damage_inside: false,
+    };
     let header_ok = bytes.len() >= HEADER as usize
         && &bytes[..8] == MAGIC
         && bytes[8..12] == VERSION.to_le_bytes()
@@ -231,14 +241,37 @@ pub fn read(path: &Path, number: u64, config: &IndexConfig) -> Result<LogContent
         match decode_payload(config, payload) {
             Ok(record) => contents.records.push(record),
             Err(why) => {
+                // Its checksum holds: this is not a torn write but a record this index cannot
+                // take (another configuration, or a bug): never cut it as a crash's tail.
                 contents.damage = Some(format!("the record at byte {pos} does not decode: {why}"));
+                contents.damage_inside = true;
                 break;
             }
         }
         pos = start + len;
         contents.valid_len = pos as u64;
     }
+    if contents.damage.is_some() && !contents.damage_inside {
+        let next = contents.records.last().map_or(0, |(first, ops)| first + ops.len() as u64);
+        contents.damage_inside = whole_record_after(config, &bytes, contents.valid_len as usize + 1, next);
+    }
     Ok(contents)
+}
+
+/// Whether a whole record (length in bounds, checksum holding, content decoding) numbered at
+/// or after `next` starts anywhere at or after `from`: then the damage before it is not the
+/// torn tail of a crash but damage in the middle of the log.
+fn whole_record_after(config: &IndexConfig, bytes: &[u8], from: usize, next: u64) -> bool {
+    (from..bytes.len().saturating_sub(RECORD_HEADER)).any(|pos| {
+        let head = &bytes[pos..pos + RECORD_HEADER];
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let start = pos + RECORD_HEADER;
+        len >= 12
+            && head[4..8] == [0, 0, 0, 0]
+            && bytes.len() - start >= len
+            && xxhash_rust::xxh3::xxh3_64(&bytes[start..start + len]).to_le_bytes() == head[8..16]
+            && decode_payload(config, &bytes[start..start + len]).is_ok_and(|(first, _)| first >= next)
+    })
 }
 
 /// Why an append failed, and whether the file is back to where it was.

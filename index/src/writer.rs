@@ -362,9 +362,9 @@ impl IndexWriter {
                 drop(group);
                 let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.commit_group(&batch)))
                     .unwrap_or_else(|_| {
-                        let why = "a group commit panicked (a bug); reopen the index".to_string();
-                        inner.poison(why.clone());
-                        batch.iter().map(|(t, _)| (*t, Err(Error::Unusable(why.clone())))).collect()
+                        inner.poison("a group commit panicked, a bug: its writes may or may not be in the log".into());
+                        let error = inner.check_usable().err().unwrap_or(Error::Cancelled);
+                        batch.iter().map(|(t, _)| (*t, Err(error.duplicate()))).collect()
                     });
                 group = inner.lock_group();
                 group.done.extend(results);
@@ -393,6 +393,9 @@ impl IndexWriter {
         }
         let inner = &self.inner;
         let config = inner.config();
+        for d in &kept {
+            d.check_fits(&config)?;
+        }
         let id = inner.reserve();
         let blocks: Vec<Vec<f32>> =
             (0..config.rungs.len()).map(|r| kept.iter().flat_map(|d| d.vectors[r].iter().copied()).collect()).collect();
@@ -410,7 +413,7 @@ impl IndexWriter {
                 return Err(e);
             }
         };
-        inner.pause_writes();
+        let paused = inner.pause_writes();
         let result = (|| {
             inner.flush_all()?;
             let mut live = inner.lock_live();
@@ -436,10 +439,10 @@ impl IndexWriter {
                 record,
             });
             let applied = live.state.manifest.log_applied;
-            inner.commit_disk(&mut live, disk, applied, None)?;
+            inner.commit_disk(&mut live, disk, applied, None, |_| {})?;
             Ok::<_, Error>((docs_count, deleted))
         })();
-        inner.resume_writes();
+        drop(paused);
         inner.release(id, result.is_err());
         let (added, deleted) = result?;
         inner.wake(|w| w.merge = true);
@@ -487,7 +490,7 @@ impl IndexWriter {
         let mut live = self.inner.lock_live();
         let disk = live.state.disk.clone();
         let applied = live.state.manifest.log_applied;
-        self.inner.commit_disk(&mut live, disk, applied, Some((key, value)))?;
+        self.inner.commit_disk(&mut live, disk, applied, Some((key, value)), |_| {})?;
         drop(live);
         Ok(self.inner.commit_info(0, 0))
     }
@@ -551,7 +554,10 @@ impl Inner {
     fn check_usable(&self) -> Result<()> {
         match &*self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
             None => Ok(()),
-            Some(why) => Err(Error::Unusable(format!("this index writer is unusable ({why}); reopen the index"))),
+            Some(why) => Err(Error::Unusable(format!(
+                "this index writer takes no more work: {why}. Restart the process (or reopen the index): opening \
+                 recovers the last committed state and the log"
+            ))),
         }
     }
 
@@ -575,18 +581,15 @@ impl Inner {
         }
     }
 
-    /// Blocks group commits (waiting for the one in progress) until [`Inner::resume_writes`].
-    fn pause_writes(&self) {
+    /// Blocks group commits (waiting for the one in progress) until the returned guard is
+    /// dropped (also when what runs meanwhile panics).
+    fn pause_writes(&self) -> WritesPaused<'_> {
         let mut group = self.lock_group();
         while group.busy {
             group = self.group_done.wait(group).unwrap_or_else(|e| e.into_inner());
         }
         group.busy = true;
-    }
-
-    fn resume_writes(&self) {
-        self.lock_group().busy = false;
-        self.group_done.notify_all();
+        WritesPaused { inner: self }
     }
 
     /// A number for a new segment whose files are about to be written.
@@ -598,11 +601,12 @@ impl Inner {
         id
     }
 
-    /// Ends a reservation; `failed` removes the files written under it.
+    /// Ends a reservation; `failed` removes the files written under it (unless the writer
+    /// cannot tell whether a manifest names them: then they stay for the next writer to judge).
     fn release(&self, id: u64, failed: bool) {
         let mut live = self.lock_live();
         live.reserved.remove(&id);
-        if failed {
+        if failed && self.check_usable().is_ok() {
             remove_segment_files(self.index.dir(), id, &live.state.manifest);
         }
     }
@@ -614,10 +618,13 @@ impl Inner {
             return batch.iter().map(|(t, _)| (*t, Err(e.duplicate()))).collect();
         }
         let mut live = self.lock_live();
-        // 1. The committed copies each operation replaces (the only step that reads files).
+        // 1. Each request fits this index and the log, and the committed copies each operation
+        //    replaces (the only step that reads files) are found.
         let mut accepted = Vec::with_capacity(batch.len());
         for (ticket, ops) in batch {
-            match ops.iter().map(|op| live.state.disk_copies(op.id())).collect::<Result<Vec<_>>>() {
+            let checked = check_request(live.state.config(), ops)
+                .and_then(|()| ops.iter().map(|op| live.state.disk_copies(op.id())).collect::<Result<Vec<_>>>());
+            match checked {
                 Ok(copies) => accepted.push((*ticket, ops, copies)),
                 Err(e) => out.push((*ticket, Err(e))),
             }
@@ -779,29 +786,25 @@ impl Inner {
                 });
             }
             let applied = applied.max(live.state.manifest.log_applied);
-            self.commit_disk(&mut live, disk, applied, None)
+            // The flushed mutable segment leaves the state in the same step as its segment
+            // enters it: no snapshot ever holds both.
+            self.commit_disk(&mut live, disk, applied, None, |live| {
+                live.state.frozen.pop_front();
+                live.logs.retain(|l| l.last_seq > applied);
+            })
         })();
         live.reserved.remove(&id);
         match result {
             Ok(()) => {
-                live.state.frozen.pop_front();
-                let applied = live.state.manifest.log_applied;
-                let dir = self.index.dir().to_path_buf();
-                live.logs.retain(|l| {
-                    let covered = l.last_seq <= applied;
-                    if covered {
-                        let _ = std::fs::remove_file(dir.join(wal::file_name(l.number)));
-                    }
-                    !covered
-                });
-                self.index.install(live.state.snapshot());
                 self.counters.flushes.fetch_add(1, Ordering::Relaxed);
                 drop(live);
                 self.wake(|w| w.merge = true);
                 Ok(true)
             }
             Err(e) => {
-                remove_segment_files(self.index.dir(), id, &live.state.manifest);
+                if self.check_usable().is_ok() {
+                    remove_segment_files(self.index.dir(), id, &live.state.manifest);
+                }
                 Err(e)
             }
         }
@@ -870,9 +873,9 @@ impl Inner {
                 disk.push(merged);
             }
             let applied = live.state.manifest.log_applied;
-            let committed = self.commit_disk(&mut live, disk, applied, None);
+            let committed = self.commit_disk(&mut live, disk, applied, None, |_| {});
             live.reserved.remove(&id);
-            if committed.is_err() {
+            if committed.is_err() && self.check_usable().is_ok() {
                 remove_segment_files(self.index.dir(), id, &live.state.manifest);
             }
             committed
@@ -891,14 +894,18 @@ impl Inner {
     }
 
     /// Commits a manifest naming the live segments of `disk` (writing tombstone files for those
-    /// with new deletions), with `applied` and a setting, and takes it up: state, snapshot,
-    /// garbage. On failure nothing changes (what it wrote is removed).
+    /// with new deletions), with `applied` and a setting, and takes it up: the state, then
+    /// `taken_up` (which finishes the state change, e.g. drops a flushed mutable segment), then
+    /// one new snapshot and garbage collection. On failure nothing changes and what it wrote is
+    /// removed — unless it cannot tell whether the new manifest is in place, in which case the
+    /// writer refuses further work rather than guess.
     fn commit_disk(
         &self,
         live: &mut Live,
         mut disk: Vec<DiskSegment>,
         applied: u64,
         setting: Option<(&str, &str)>,
+        taken_up: impl FnOnce(&mut Live),
     ) -> Result<()> {
         let dir = self.index.dir();
         let base = Arc::clone(&live.state.manifest);
@@ -917,8 +924,8 @@ impl Inner {
             for d in &mut disk {
                 if d.dirty() {
                     let name = format!("{}.del-{}", basename(d.record.id), manifest.generation);
+                    written.push(name.clone());
                     let record = tombstones::write(dir, &name, &d.tombstones)?;
-                    written.push(name);
                     d.record.tombstones = Some(record);
                     d.record.deleted = d.deleted;
                 }
@@ -931,7 +938,16 @@ impl Inner {
             // The rename may have happened before the failure (e.g. the final directory sync).
             Err(e) => match Manifest::read(dir) {
                 Ok(m) if m.generation == manifest.generation => Ok(()),
-                _ => Err(e),
+                Ok(_) => Err(e),
+                Err(unreadable) => {
+                    self.poison(format!(
+                        "committing generation {} failed ({e}) and the manifest cannot be read back ({unreadable}), \
+                         so whether it took effect is unknown",
+                        manifest.generation
+                    ));
+                    written.clear();
+                    Err(e)
+                }
             },
         });
         if let Err(e) = committed {
@@ -942,6 +958,7 @@ impl Inner {
         }
         live.state.disk = disk;
         live.state.manifest = Arc::new(manifest);
+        taken_up(live);
         self.index.install(live.state.snapshot());
         self.collect_garbage(live);
         Ok(())
@@ -974,6 +991,39 @@ impl Inner {
     }
 }
 
+/// Checks that a request's documents were made for this index and that its log record stays
+/// readable (at most [`wal::MAX_PAYLOAD`] bytes).
+fn check_request(config: &IndexConfig, ops: &[Op]) -> Result<()> {
+    let mut bytes = 12usize;
+    for op in ops {
+        bytes += 5 + op.id().len();
+        if let Op::Upsert(doc) = op {
+            doc.check_fits(config)?;
+            bytes += 13 + doc.size() + 4 * doc.vectors.len();
+        }
+    }
+    if bytes > wal::MAX_PAYLOAD {
+        return Err(Error::InvalidInput(format!(
+            "one write may hold at most {} MiB (ids, texts, metadata and vectors); this one holds {} MiB: split it",
+            wal::MAX_PAYLOAD >> 20,
+            bytes >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// Writes stay paused while this lives (see [`Inner::pause_writes`]).
+struct WritesPaused<'a> {
+    inner: &'a Inner,
+}
+
+impl Drop for WritesPaused<'_> {
+    fn drop(&mut self) {
+        self.inner.lock_group().busy = false;
+        self.inner.group_done.notify_all();
+    }
+}
+
 /// The background flusher: flushes frozen mutable segments, and the active one once it is
 /// older than `flush_age`; a failure is recorded and retried with a growing pause.
 fn flusher(inner: &Inner) {
@@ -989,6 +1039,10 @@ fn flusher(inner: &Inner) {
                 return;
             }
             wake.flush = false;
+        }
+        if inner.check_usable().is_err() {
+            // A writer that could not roll its log back must not rotate or flush past it.
+            continue;
         }
         {
             let mut live = inner.lock_live();

@@ -173,12 +173,15 @@ fn killed_writers_leave_a_committed_state() {
     }
     eprintln!("40 kills, {acknowledged} requests written, {kills_mid_write} kills between sync and acknowledgement");
     assert!(
-        acknowledged >= 200,
+        acknowledged >= 80,
         "the writer made too little progress ({acknowledged} requests) for the test to mean much"
     );
-    // Leftovers of killed commits are cleaned up by the next writer.
+    // Leftovers of killed commits are cleaned up by the next writer; once it has flushed what
+    // it replayed, one (empty) log file is left.
     let index = Index::open(dir.path()).unwrap();
-    drop(index.writer().unwrap());
+    let writer = index.writer().unwrap();
+    writer.flush().unwrap();
+    drop(writer);
     let manifest = index.snapshot().manifest().clone();
     let referenced: std::collections::HashSet<String> = manifest.files().map(|f| f.name.clone()).collect();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -186,4 +189,7 @@ fn killed_writers_leave_a_committed_state() {
         let ours = referenced.contains(&name) || name == "MANIFEST" || name == "LOCK" || name.starts_with("wal-");
         assert!(ours, "leftover {name}");
     }
+    let logs = barista_index::wal::list(dir.path()).unwrap();
+    assert_eq!(logs.len(), 1, "spent log files are removed: {logs:?}");
+    assert_eq!(std::fs::metadata(&logs[0].1).unwrap().len(), barista_index::wal::HEADER);
 }

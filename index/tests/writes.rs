@@ -158,12 +158,58 @@ fn a_torn_log_tail_is_cut_and_reported_and_other_damage_refused() {
     assert_eq!(live_ids(&Index::open(dir.path()).unwrap()), vec!["a0", "a1", "a2", "c0"]);
 
     // A damaged record in an older log file (newer ones follow) is refused, never skipped.
-    let mut bytes = std::fs::read(&log).unwrap();
+    let pristine = std::fs::read(&log).unwrap();
+    let mut bytes = pristine.clone();
     let middle = 32 + 40;
     bytes[middle] ^= 0x55;
     std::fs::write(&log, bytes).unwrap();
     let err = Index::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("is damaged") && err.contains("newer log files follow"), "{err}");
+    std::fs::write(&log, &pristine).unwrap();
+    Index::open(dir.path()).unwrap();
+}
+
+/// The newest log file: damage followed by whole records, or a record whose checksum holds but
+/// whose content the index cannot take, is not a crash's torn tail: opening refuses and names
+/// the file and the byte to cut at, instead of silently dropping acknowledged writes.
+#[test]
+fn damage_in_the_middle_of_the_newest_log_is_refused_not_cut() {
+    let (dir, index, c) = fresh();
+    {
+        let w = manual_writer(&index);
+        upsert(&w, docs(&c, "a", 0..3, 0));
+        upsert(&w, docs(&c, "b", 0..3, 0));
+    }
+    let logs = barista_index::wal::list(dir.path()).unwrap();
+    let (number, newest) = logs.last().unwrap().clone();
+    let pristine = std::fs::read(&newest).unwrap();
+    // A flipped byte in the first record; the second is whole.
+    let mut bytes = pristine.clone();
+    bytes[32 + 40] ^= 0x55;
+    std::fs::write(&newest, &bytes).unwrap();
+    for open in [Index::open(dir.path()).map(|_| ()), Index::open(dir.path()).and_then(|i| i.writer().map(|_| ()))] {
+        let err = open.unwrap_err().to_string();
+        assert!(err.contains("not the torn end of a crash") && err.contains("truncate -s 32"), "{err}");
+    }
+    assert_eq!(std::fs::read(&newest).unwrap(), bytes, "nothing was cut");
+    // A record of another index's shape (its checksum holds) at the end.
+    let mut other = c.clone();
+    other.rungs.pop();
+    let foreign = NewDocument::new(&other, "x".into(), None, None, vectors(&other, "x", 0)).unwrap();
+    let mut record = Vec::new();
+    barista_index::wal::encode_record(&mut record, 7, &[Op::Upsert(foreign)]);
+    std::fs::write(&newest, [pristine.as_slice(), &record].concat()).unwrap();
+    let err = Index::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("does not decode") && err.contains(&barista_index::wal::file_name(number)), "{err}");
+    // Cut where the message says: the index opens with the acknowledged writes.
+    std::fs::write(&newest, &pristine).unwrap();
+    assert_eq!(live_ids(&Index::open(dir.path()).unwrap()).len(), 6);
+    // A writer refuses a document made for another index.
+    let w = manual_writer(&index);
+    let foreign = NewDocument::new(&other, "x".into(), None, None, vectors(&other, "x", 0)).unwrap();
+    let err = w.write(vec![Op::Upsert(foreign)]).unwrap_err().to_string();
+    assert!(err.contains("has 2 vectors; the index stores 3 rungs"), "{err}");
+    assert_eq!(index.snapshot().len(), 6, "nothing of it was written");
 }
 
 #[test]
@@ -462,18 +508,26 @@ fn reloads_racing_writes_never_go_back_in_time() {
     let w = manual_writer(&index);
     let reader = Index::open(dir.path()).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // Every write also rewrites `counter` at the write's number: a reader must never see it
+    // go down.
+    let counter = |s: &barista_index::Snapshot| -> u64 {
+        s.lookup("counter")
+            .unwrap()
+            .map_or(0, |a| s.doc(a).unwrap().text.unwrap().rsplit('v').next().unwrap().parse().unwrap())
+    };
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut seen = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 reader.reload().unwrap();
-                let now = reader.snapshot().len();
-                assert!(now + 1 >= seen, "{now} after {seen}");
+                let now = counter(&reader.snapshot());
+                assert!(now >= seen, "the counter went from {seen} back to {now}");
                 seen = now;
             }
+            assert!(seen > 0, "the reader saw writes");
         });
         for i in 0..40 {
-            upsert(&w, vec![doc(&c, &format!("d{i}"), 0)]);
+            upsert(&w, vec![doc(&c, &format!("d{i}"), 0), doc(&c, "counter", i as u64 + 1)]);
             if i % 3 == 0 && i > 0 {
                 delete(&w, &[&format!("d{}", i - 1)]);
             }
@@ -483,10 +537,11 @@ fn reloads_racing_writes_never_go_back_in_time() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let expected = (0..40).filter(|i| !(*i % 3 == 2 && *i < 39)).count() as u64;
+    let expected = (0..40).filter(|i| !(*i % 3 == 2 && *i < 39)).count() as u64 + 1;
     assert_eq!(index.snapshot().len(), expected);
     reader.reload().unwrap();
     assert_eq!(reader.snapshot().len(), expected);
+    assert_eq!(counter(&reader.snapshot()), 40);
 }
 
 #[test]

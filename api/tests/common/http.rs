@@ -25,7 +25,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(index: &Path, extra: &[&str]) -> Server {
-        let mut child = barista_command()
+        Server::start_command(barista_command(), index, extra)
+    }
+
+    /// Starts `barista serve` from a prepared `barista` command (environment, limits).
+    pub fn start_command(mut command: Command, index: &Path, extra: &[&str]) -> Server {
+        let mut child = command
             .args(["serve", "--index", index.to_str().unwrap(), "--addr", "127.0.0.1:0"])
             .args(extra)
             .env_remove("BARISTA_READ_KEY")
