@@ -168,3 +168,49 @@ fn msmarco_input_and_config_files() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("barista.toml") && stderr.contains("port"), "{stderr}");
 }
+
+/// Bad lines real files contain: a lone UTF-16 surrogate escape in a BEIR corpus and a raw
+/// invalid byte in Barista JSONL are repaired (U+FFFD), a line without an id is skipped, and a
+/// warning names each `file:line`; `--strict` stops at the first, naming it.
+#[test]
+fn bad_lines_are_repaired_or_skipped_by_policy_and_strict_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let beir = dir.path().join("beir");
+    std::fs::create_dir_all(&beir).unwrap();
+    std::fs::write(
+        beir.join("corpus.jsonl"),
+        "{\"_id\": \"a\", \"title\": \"\", \"text\": \"Cells make ATP.\"}\n\
+         {\"_id\": \"b\", \"title\": \"\", \"text\": \"emoji \\ud83d cut\"}\n\
+         {\"title\": \"no id\", \"text\": \"x\"}\n",
+    )
+    .unwrap();
+    let jsonl = dir.path().join("docs.jsonl");
+    std::fs::write(&jsonl, b"{\"id\": \"c\", \"text\": \"caf\xe9 au lait\"}\n{\"id\": \"d\", \"text\": \"Tea.\"}\n")
+        .unwrap();
+    let model = common::model();
+    let index = |input: &Path, format: &str, out: &str, strict: bool| {
+        let out = dir.path().join(out);
+        let mut args = vec!["index", "--model", &model, "--input", input.to_str().unwrap(), "--format", format];
+        args.extend(["--out", out.to_str().unwrap()]);
+        if strict {
+            args.push("--strict");
+        }
+        let output = barista(&args);
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned(), out)
+    };
+    let (ok, stderr, out) = index(&beir, "beir", "beir.idx", false);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("1 line(s) repaired and 1 skipped"), "{stderr}");
+    assert!(
+        stderr.contains("corpus.jsonl:2: repaired: a lone UTF-16 surrogate") && stderr.contains("corpus.jsonl:3"),
+        "{stderr}"
+    );
+    assert_eq!(live_documents(out.to_str().unwrap()), 2);
+    let (ok, stderr, _) = index(&beir, "beir", "beir-strict.idx", true);
+    assert!(!ok && stderr.contains("corpus.jsonl:2") && stderr.contains("surrogate"), "{stderr}");
+    let (ok, stderr, out) = index(&jsonl, "jsonl", "jsonl.idx", false);
+    assert!(ok && stderr.contains("docs.jsonl:1: repaired: invalid UTF-8"), "{stderr}");
+    assert_eq!(live_documents(out.to_str().unwrap()), 2);
+    let (ok, stderr, _) = index(&jsonl, "jsonl", "jsonl-strict.idx", true);
+    assert!(!ok && stderr.contains("docs.jsonl:1") && stderr.contains("invalid UTF-8"), "{stderr}");
+}

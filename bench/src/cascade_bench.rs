@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn documents_of(data: &DataSet) -> Result<(Vec<Document>, usize)> {
-    let docs: Vec<Document> = engine_documents(data)?.collect::<Result<_>>()?;
+    let docs: Vec<Document> = engine_documents(data, &barista_datasets::Reading::strict())?.collect::<Result<_>>()?;
     let n = docs.len();
     Ok((docs, n))
 }
@@ -98,7 +98,7 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
     std::fs::create_dir_all(dir.parent().unwrap_or(Path::new(".")))?;
     let (docs, total) = documents_of(&data)?;
     let engine = build_or_open(&dir, &CreateOptions::new(&args.model), docs.into_iter().map(Ok), total)?;
-    let (queries, qrels) = data.judged_queries(&args.split)?;
+    let (queries, qrels) = data.judged_queries(&args.split, &barista_datasets::Reading::strict())?;
     eprintln!("{} documents, {} judged queries ({})", engine.index().snapshot().len(), queries.len(), args.split);
     // Warm up every path once.
     for profile in ["exact", "balanced", "fast"] {
@@ -139,7 +139,7 @@ pub fn quality(args: &QualityArgs) -> Result<()> {
     }
     let mut adaptive = Vec::new();
     if let Some(split) = &args.calibrate_on {
-        let (train, train_qrels) = data.judged_queries(split)?;
+        let (train, train_qrels) = data.judged_queries(split, &barista_datasets::Reading::strict())?;
         let pairs: Vec<(String, String)> = train.iter().map(|q| (q.id.clone(), q.text.clone())).collect();
         let request =
             SearchRequest { adaptive: Some(true), ..SearchRequest::text("").with_profile("balanced").with_k(100) };
@@ -332,7 +332,7 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
     let mut options = CreateOptions::new(&args.model);
     options.graph_rung = args.graph_rung;
     let engine = build_or_open(&index_dir, &options, docs.into_iter().map(Ok), total)?;
-    let (queries, _) = data.judged_queries("test")?;
+    let (queries, _) = data.judged_queries("test", &barista_datasets::Reading::strict())?;
     let n = engine.index().snapshot().len();
     eprintln!("{n} passages, {} test queries", queries.len());
     let shape = engine.shape();

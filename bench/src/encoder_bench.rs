@@ -132,7 +132,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     // 2. Documents/s over the corpus, every rung kept.
     let mut texts = Vec::new();
-    for doc in barista_datasets::beir::read_corpus(&args.corpus)? {
+    for doc in barista_datasets::beir::read_corpus(&args.corpus, &barista_datasets::Reading::strict())? {
         texts.push(doc?.passage());
         if args.docs.is_some_and(|n| texts.len() >= n) {
             break;

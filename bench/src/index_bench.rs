@@ -275,10 +275,13 @@ pub struct StorageArgs {
 pub fn storage(args: &StorageArgs) -> Result<()> {
     let encoder = Encoder::load(&args.model, &EncoderOptions::default()).context("loading the model")?;
     let rungs = encoder.profile().rungs.clone();
-    let docs: Vec<_> = read_corpus(&args.dataset.join("corpus.jsonl"))?.collect::<Result<_, _>>()?;
-    let qrels = read_qrels(&args.dataset.join("qrels/test.tsv"))?;
-    let queries: Vec<_> =
-        read_queries(&args.dataset.join("queries.jsonl"))?.into_iter().filter(|q| qrels.contains_key(&q.id)).collect();
+    let docs: Vec<_> = read_corpus(&args.dataset.join("corpus.jsonl"), &barista_datasets::Reading::strict())?
+        .collect::<Result<_, _>>()?;
+    let qrels = read_qrels(&args.dataset.join("qrels/test.tsv"), &barista_datasets::Reading::strict())?;
+    let queries: Vec<_> = read_queries(&args.dataset.join("queries.jsonl"), &barista_datasets::Reading::strict())?
+        .into_iter()
+        .filter(|q| qrels.contains_key(&q.id))
+        .collect();
     eprintln!("encoding {} documents and {} queries…", docs.len(), queries.len());
     let passages: Vec<String> = docs.iter().map(|d| d.passage()).collect();
     let refs: Vec<&str> = passages.iter().map(String::as_str).collect();

@@ -65,9 +65,13 @@ pub fn build_or_open(
     Ok(engine)
 }
 
-/// The documents of a data set as engine documents (title kept apart, as BEIR does).
-pub fn engine_documents(data: &barista_datasets::DataSet) -> Result<impl Iterator<Item = Result<Document>> + use<>> {
-    Ok(data.documents()?.map(|d| {
+/// The documents of a data set as engine documents (title kept apart, as BEIR does); lines
+/// that cannot be taken as they are follow `reading`.
+pub fn engine_documents(
+    data: &barista_datasets::DataSet,
+    reading: &barista_datasets::Reading,
+) -> Result<impl Iterator<Item = Result<Document>> + use<>> {
+    Ok(data.documents(reading)?.map(|d| {
         let d = d?;
         Ok(Document { id: d.id, title: Some(d.title).filter(|t| !t.trim().is_empty()), text: d.text, metadata: None })
     }))

@@ -121,7 +121,7 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
             snapshot.len()
         );
     }
-    let queries = data.queries()?;
+    let queries = data.queries(&barista_datasets::Reading::strict())?;
     let mut query_vectors = Vectors { dim: rung.dim, data: Vec::new() };
     for q in &queries {
         query_vectors.data.extend(engine.encoder().query(&q.text)?.rung(rung)?);

@@ -283,7 +283,8 @@ pub fn run(args: &WritesArgs) -> Result<()> {
         }
     };
     let data = DataSet::detect(&args.dataset)?;
-    let abstracts: Vec<Document> = engine_documents(&data)?.collect::<Result<_>>()?;
+    let abstracts: Vec<Document> =
+        engine_documents(&data, &barista_datasets::Reading::strict())?.collect::<Result<_>>()?;
     let sentences: Vec<Document> = sentence_corpus(&data)?
         .into_iter()
         .filter(|d| d.id.contains('#'))
@@ -298,7 +299,8 @@ pub fn run(args: &WritesArgs) -> Result<()> {
             (x, y) => upserts.extend(x.into_iter().chain(y).cloned()),
         }
     }
-    let queries: Vec<String> = data.judged_queries("test")?.0.into_iter().map(|q| q.text).collect();
+    let queries: Vec<String> =
+        data.judged_queries("test", &barista_datasets::Reading::strict())?.0.into_iter().map(|q| q.text).collect();
     eprintln!("{} base documents, {} upserts, {} queries", abstracts.len(), upserts.len(), queries.len());
 
     // The base index, and the anchor: bulk indexing of the same texts the upserts write.

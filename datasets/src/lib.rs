@@ -9,10 +9,11 @@ mod archive;
 pub mod beir;
 pub mod catalog;
 pub mod download;
-mod lines;
+pub mod lines;
 pub mod msmarco;
 pub mod vecs;
 
+pub use lines::Reading;
 use std::path::{Path, PathBuf};
 
 /// Why a data set file could not be read.
@@ -203,11 +204,11 @@ impl DataSet {
         }
     }
 
-    /// Streams the documents.
-    pub fn documents(&self) -> Result<Box<dyn Iterator<Item = Result<Document>>>> {
+    /// Streams the documents (lines that cannot be taken as they are follow `reading`).
+    pub fn documents(&self, reading: &Reading) -> Result<Box<dyn Iterator<Item = Result<Document>>>> {
         Ok(match self {
-            DataSet::Beir(dir) => Box::new(beir::read_corpus(&dir.join("corpus.jsonl"))?),
-            DataSet::MsMarco(files) => Box::new(msmarco::read_collection(&files.collection)?),
+            DataSet::Beir(dir) => Box::new(beir::read_corpus(&dir.join("corpus.jsonl"), reading)?),
+            DataSet::MsMarco(files) => Box::new(msmarco::read_collection(&files.collection, reading)?),
         })
     }
 
@@ -232,7 +233,7 @@ impl DataSet {
 
     /// The queries that have judgements in `split` (BEIR: `qrels/<split>.tsv`; MS MARCO: the one
     /// qrels file, whatever `split` says), with those judgements.
-    pub fn judged_queries(&self, split: &str) -> Result<(Vec<beir::Query>, beir::Qrels)> {
+    pub fn judged_queries(&self, split: &str, reading: &Reading) -> Result<(Vec<beir::Query>, beir::Qrels)> {
         let (queries, qrels) = match self {
             DataSet::Beir(dir) => {
                 let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
@@ -242,19 +243,21 @@ impl DataSet {
                         &format!("no judgements for split '{split}'; this data set has: {}", self.splits().join(", ")),
                     ));
                 }
-                (beir::read_queries(&dir.join("queries.jsonl"))?, beir::read_qrels(&qrels_path)?)
+                (beir::read_queries(&dir.join("queries.jsonl"), reading)?, beir::read_qrels(&qrels_path, reading)?)
             }
-            DataSet::MsMarco(files) => (msmarco::read_queries(&files.queries)?, msmarco::read_qrels(&files.qrels)?),
+            DataSet::MsMarco(files) => {
+                (msmarco::read_queries(&files.queries, reading)?, msmarco::read_qrels(&files.qrels, reading)?)
+            }
         };
         let judged = queries.into_iter().filter(|q| qrels.contains_key(&q.id)).collect();
         Ok((judged, qrels))
     }
 
     /// Every query (judged or not), for workloads that need no judgements.
-    pub fn queries(&self) -> Result<Vec<beir::Query>> {
+    pub fn queries(&self, reading: &Reading) -> Result<Vec<beir::Query>> {
         match self {
-            DataSet::Beir(dir) => beir::read_queries(&dir.join("queries.jsonl")),
-            DataSet::MsMarco(files) => msmarco::read_queries(&files.queries),
+            DataSet::Beir(dir) => beir::read_queries(&dir.join("queries.jsonl"), reading),
+            DataSet::MsMarco(files) => msmarco::read_queries(&files.queries, reading),
         }
     }
 }
@@ -268,15 +271,16 @@ mod tests {
         let scifact = Path::new("../../shared/datasets/scifact");
         let data = DataSet::detect(scifact).unwrap();
         assert_eq!(data.splits(), vec!["test".to_string(), "train".into()]);
-        let (queries, qrels) = data.judged_queries("test").unwrap();
+        let r = Reading::strict();
+        let (queries, qrels) = data.judged_queries("test", &r).unwrap();
         assert_eq!((queries.len(), qrels.len()), (300, 300));
-        let err = data.judged_queries("dev").unwrap_err().to_string();
+        let err = data.judged_queries("dev", &r).unwrap_err().to_string();
         assert!(err.contains("split 'dev'") && err.contains("test, train"), "{err}");
 
         let dl19 = DataSet::detect(Path::new("../../shared/datasets/msmarco-dl19-subset")).unwrap();
-        let (queries, qrels) = dl19.judged_queries("test").unwrap();
+        let (queries, qrels) = dl19.judged_queries("test", &r).unwrap();
         assert_eq!((queries.len(), qrels.len()), (43, 43));
-        assert_eq!(dl19.documents().unwrap().count(), 5000);
+        assert_eq!(dl19.documents(&r).unwrap().count(), 5000);
 
         let dir = tempfile::tempdir().unwrap();
         let err = DataSet::detect(dir.path()).unwrap_err().to_string();

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
+use barista_datasets::Reading;
 use barista_datasets::catalog::{Entry, Part, Recipe, install};
 use barista_datasets::download::{Cache, Remote, md5_of_file};
 use barista_datasets::{DataSet, Format};
@@ -124,13 +125,16 @@ fn installs_a_beir_zip_over_http_then_works_from_the_cache() {
     let entry = beir_entry(server.serve("/datasets/mini.zip", mini_beir_zip()));
     let data = install(&entry, &cache, &quiet).unwrap();
     assert_eq!(data.format(), Format::Beir);
-    assert_eq!(data.documents().unwrap().count(), 20);
-    assert!(data.queries().unwrap().len() == 50 && data.judged_queries("test").is_ok());
+    assert_eq!(data.documents(&Reading::strict()).unwrap().count(), 20);
+    assert!(
+        data.queries(&Reading::strict()).unwrap().len() == 50
+            && data.judged_queries("test", &Reading::strict()).is_ok()
+    );
     assert_eq!(server.requests(), 1);
     // The archive is gone once unpacked, and a second install reads the cache only.
     assert!(!cache.downloads().join("mini.zip").exists());
     let again = install(&entry, &cache, &quiet).unwrap();
-    assert_eq!(again.documents().unwrap().count(), 20);
+    assert_eq!(again.documents(&Reading::strict()).unwrap().count(), 20);
     assert_eq!(server.requests(), 1);
 }
 
@@ -220,8 +224,8 @@ fn installs_an_ms_marco_style_set_from_a_collection_archive_and_two_files() {
     let data = install(&entry, &cache, &quiet).unwrap();
     let DataSet::MsMarco(files) = &data else { panic!("not MS MARCO") };
     assert!(files.collection.starts_with(cache.datasets().join("collectionandqueries")));
-    assert_eq!(data.documents().unwrap().count(), 40);
-    let (queries, qrels) = data.judged_queries("test").unwrap();
+    assert_eq!(data.documents(&Reading::strict()).unwrap().count(), 40);
+    let (queries, qrels) = data.judged_queries("test", &Reading::strict()).unwrap();
     assert_eq!((queries.len(), qrels.len()), (43, 43));
     assert_eq!(server.requests(), 3);
     install(&entry, &cache, &quiet).unwrap();

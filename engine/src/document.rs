@@ -26,6 +26,15 @@ pub struct Document {
 }
 
 impl Document {
+    /// Checks this document alone against the rules of [`DocumentBatch::check`] (for readers
+    /// that want to name the line of a bad document early).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] naming the document and the rule it breaks.
+    pub fn check(&self) -> Result<()> {
+        check_one(self).map(|_| ())
+    }
+
     /// The text the encoder sees: the title (if any, and not blank), a space, the text.
     pub fn passage(&self) -> String {
         match self.title.as_deref().map(str::trim) {

@@ -507,7 +507,8 @@ impl Engine {
 
     /// Fits adaptive-stopping thresholds for `profile` on training queries with judgements and
     /// stores them in the index (committed). `target` is the share of the full cascade's nDCG@10
-    /// to keep (e.g. 0.99).
+    /// to keep (e.g. 0.99). Every judged query counts, as in `barista bench`: one whose text is
+    /// missing or blank has no results and scores 0.
     pub fn calibrate(
         &self,
         profile: &str,
@@ -526,20 +527,31 @@ impl Engine {
                 plan.stages.len()
             )));
         }
+        let texts: BTreeMap<&str, &str> = queries.iter().map(|(id, text)| (id.as_str(), text.as_str())).collect();
         let mut traces = Vec::new();
-        for (id, text) in queries {
-            let Some(judged) = qrels.get(id) else { continue };
-            let request = SearchRequest { query: Some(text.clone()), ..request.clone() };
-            let outcome = self.run_cascade(&request, &snapshot, &shape, &plan, None, true)?;
-            let stages = outcome
-                .trace
-                .iter()
-                .map(|hits| hits.iter().take(k).map(|h| snapshot.doc(h.address).map(|d| d.id.to_string())).collect())
-                .collect::<barista_index::Result<Vec<Vec<String>>>>()?;
-            traces.push(Trace { stages, qrels: judged.clone() });
+        // Every judged query counts, as in `barista bench`: one without a text, or with a blank
+        // one, gets no results (and scores 0) rather than being left out.
+        for (id, judged) in qrels {
+            let stages = match texts.get(id.as_str()) {
+                Some(text) if !text.trim().is_empty() => {
+                    let request = SearchRequest { query: Some(text.to_string()), ..request.clone() };
+                    let outcome = self.run_cascade(&request, &snapshot, &shape, &plan, None, true)?;
+                    outcome
+                        .trace
+                        .iter()
+                        .map(|hits| {
+                            hits.iter().take(k).map(|h| snapshot.doc(h.address).map(|d| d.id.to_string())).collect()
+                        })
+                        .collect::<barista_index::Result<Vec<Vec<String>>>>()?
+                }
+                _ => vec![Vec::new(); plan.stages.len()],
+            };
+            traces.push(Trace { query: id.clone(), stages, qrels: judged.clone() });
         }
-        if traces.is_empty() {
-            return Err(Error::InvalidRequest("none of the calibration queries has relevance judgements".into()));
+        if traces.is_empty() || traces.iter().all(|t| t.stages.iter().all(Vec::is_empty)) {
+            return Err(Error::InvalidRequest(
+                "none of the calibration queries has both a text and relevance judgements".into(),
+            ));
         }
         let rule = adaptive::fit(&plan, &traces, k, target);
         let json = serde_json::to_string(&rule).map_err(|e| Error::InvalidRequest(e.to_string()))?;

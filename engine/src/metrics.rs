@@ -1,7 +1,10 @@
 //! Retrieval metrics with trec_eval's conventions: graded gains as given (nDCG uses the grade
 //! itself as gain, like trec_eval's `ndcg_cut`), ties in score broken by document id in
 //! *descending* order (trec_eval sorts `(score, docno)` descending), grades ≤ 0 are not
-//! relevant, and a query with judgements but no results scores 0 (averaging as `trec_eval -c`).
+//! relevant, and every query with judgements counts in a mean: one judged only with grade 0
+//! (nothing relevant) scores 0, and so does one without results (averaging as `trec_eval -c`
+//! and pytrec_eval do). `barista bench` and `barista calibrate` both average with
+//! [`mean_over_judged`]; the tests compare these metrics with pytrec_eval on real run files.
 
 use std::collections::BTreeMap;
 
@@ -63,19 +66,19 @@ pub fn recall_at(run: &Run, qrels: &BTreeMap<String, i32>, k: usize) -> f64 {
     found as f64 / relevant as f64
 }
 
-/// Mean of a metric over every query that has at least one relevant judgement; queries missing
-/// from `runs` count as 0.
+/// Mean of a metric over every query with judgements (whatever their grades: a query judged
+/// only with grade 0 has nothing relevant and scores 0 on every metric here); queries missing
+/// from `runs` count as 0 (`trec_eval -c`).
 pub fn mean_over_judged(
     runs: &BTreeMap<String, Run>,
     qrels: &BTreeMap<String, BTreeMap<String, i32>>,
     metric: impl Fn(&Run, &BTreeMap<String, i32>) -> f64,
 ) -> f64 {
-    let judged: Vec<_> = qrels.iter().filter(|(_, j)| j.values().any(|&g| g > 0)).collect();
-    if judged.is_empty() {
+    if qrels.is_empty() {
         return 0.0;
     }
     let empty = Run::new();
-    judged.iter().map(|(q, j)| metric(runs.get(*q).unwrap_or(&empty), j)).sum::<f64>() / judged.len() as f64
+    qrels.iter().map(|(q, j)| metric(runs.get(q).unwrap_or(&empty), j)).sum::<f64>() / qrels.len() as f64
 }
 
 #[cfg(test)]
@@ -130,8 +133,27 @@ mod tests {
         qrels.insert("q3".to_string(), judgements(&[("a", 0)]));
         let mut runs = BTreeMap::new();
         runs.insert("q1".to_string(), r);
-        // q2 has no run: counts 0; q3 has no relevant document: not averaged.
+        // q2 has no run: counts 0; q3 has no relevant document: counts 0 too.
         let mean = mean_over_judged(&runs, &qrels, |r, q| mrr_at(r, q, 10));
-        assert!((mean - 0.25).abs() < 1e-12);
+        assert!((mean - 0.5 / 3.0).abs() < 1e-12);
+    }
+
+    /// The case: `q2` is judged only with grade 0. trec_eval and pytrec_eval count it
+    /// (nDCG@10 and MRR@10 0), so the means are 0.5, not 1.0.
+    #[test]
+    fn a_query_judged_only_with_grade_0_counts() {
+        let qrels: BTreeMap<String, BTreeMap<String, i32>> =
+            [("q1".to_string(), judgements(&[("d1", 1)])), ("q2".to_string(), judgements(&[("d2", 0)]))]
+                .into_iter()
+                .collect();
+        let runs: BTreeMap<String, Run> = [
+            ("q1".to_string(), run(&[("d1", 0.9), ("d2", 0.1)])),
+            ("q2".to_string(), run(&[("d2", 0.9), ("d1", 0.1)])),
+        ]
+        .into_iter()
+        .collect();
+        assert!((mean_over_judged(&runs, &qrels, |r, q| ndcg_at(r, q, 10)) - 0.5).abs() < 1e-12);
+        assert!((mean_over_judged(&runs, &qrels, |r, q| mrr_at(r, q, 10)) - 0.5).abs() < 1e-12);
+        assert!((mean_over_judged(&runs, &qrels, |r, q| recall_at(r, q, 100)) - 0.5).abs() < 1e-12);
     }
 }

@@ -27,7 +27,7 @@ fn scifact_ndcg_at_every_rung_is_the_model_cards() {
     let engine = Engine::create(dir.path(), &options).unwrap();
     assert_eq!(engine.encoder().profile().query_max_length, 32, "the card's queries are cut at 32 tokens");
     let docs: Vec<Document> = data
-        .documents()
+        .documents(&barista_datasets::Reading::strict())
         .unwrap()
         .map(|d| {
             let d = d.unwrap();
@@ -39,7 +39,7 @@ fn scifact_ndcg_at_every_rung_is_the_model_cards() {
     }
     engine.commit_with(&|_, _, _| {}).unwrap();
     assert_eq!(engine.index().snapshot().len(), 5_183);
-    let (queries, qrels) = data.judged_queries("test").unwrap();
+    let (queries, qrels) = data.judged_queries("test", &barista_datasets::Reading::strict()).unwrap();
     assert_eq!(queries.len(), 300);
     for ((layer, dim), card) in CARD {
         let rung = barista_engine::Rung::new(layer, dim);

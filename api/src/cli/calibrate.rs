@@ -26,13 +26,36 @@ pub struct Args {
     /// Share of the full cascade's nDCG@10 to keep on the training queries.
     #[arg(long, default_value_t = 0.99)]
     target: f64,
+    /// Stop at the first line of the queries or qrels that is not valid as it is (without it,
+    /// such lines are repaired or skipped, and a warning names them).
+    #[arg(long)]
+    strict: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let engine = args.open.open()?;
-    let queries = barista_datasets::beir::read_queries(&args.queries)?;
-    let qrels = barista_datasets::beir::read_qrels(&args.qrels)?;
-    let pairs: Vec<(String, String)> = queries.into_iter().map(|q| (q.id, q.text)).collect();
+    let reading = if args.strict { barista_datasets::Reading::strict() } else { barista_datasets::Reading::tolerant() };
+    let queries = barista_datasets::beir::read_queries(&args.queries, &reading)?;
+    let qrels = barista_datasets::beir::read_qrels(&args.qrels, &reading)?;
+    if let Some(summary) = reading.summary() {
+        eprintln!("warning: {summary}");
+    }
+    // Every judged query counts (as in `barista bench`): say which ones cannot be searched.
+    let texts: std::collections::HashMap<&str, &str> =
+        queries.iter().map(|q| (q.id.as_str(), q.text.as_str())).collect();
+    for id in qrels.keys() {
+        match texts.get(id.as_str()) {
+            None => eprintln!(
+                "warning: judged query {id:?} is not in {}: it gets no results (scores 0)",
+                args.queries.display()
+            ),
+            Some(text) if text.trim().is_empty() => {
+                eprintln!("warning: query {id:?} is blank: it gets no results (scores 0, as trec_eval counts it)")
+            }
+            Some(_) => {}
+        }
+    }
+    let pairs: Vec<(String, String)> = queries.iter().map(|q| (q.id.clone(), q.text.clone())).collect();
     let rule = engine.calibrate(&args.profile, &pairs, &qrels, args.target).context("calibration failed")?;
     println!("{}", serde_json::to_string_pretty(&rule)?);
     eprintln!(

@@ -53,6 +53,11 @@ pub struct Args {
     /// documents whose id is already in the index are skipped.
     #[arg(long)]
     resume: bool,
+    /// Stop at the first input line that is not valid as it is (invalid UTF-8, a lone UTF-16
+    /// surrogate escape, malformed JSON, a document breaking the rules). Without it such
+    /// lines are repaired (U+FFFD) or skipped, and a warning names them.
+    #[arg(long)]
+    strict: bool,
 }
 
 fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
@@ -94,7 +99,8 @@ pub fn run(args: Args) -> Result<()> {
         options.graph_min_docs = args.graph_min_docs;
         Engine::create(&args.out, &options).context("could not create the index")?
     };
-    let docs = input::open(&args.input, args.format)?;
+    let reading = if args.strict { barista_datasets::Reading::strict() } else { barista_datasets::Reading::tolerant() };
+    let docs = input::open(&args.input, args.format, &reading)?;
     let total = docs.total;
     // Ctrl-C: finish the batch in hand, commit what is staged, stop. A second Ctrl-C stops at
     // once; the index then holds what the last commit wrote.
@@ -114,6 +120,10 @@ pub fn run(args: Args) -> Result<()> {
     let mut batch: Vec<Document> = Vec::with_capacity(args.batch);
     let mut staged = 0;
     let (mut count, mut skipped) = (0u64, 0u64);
+    // Ids seen in this input (hashes), to report repeated ids: the last copy of each wins.
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated: Vec<String> = Vec::new();
+    let mut repeats = 0u64;
     let commit = |engine: &Engine| -> Result<()> {
         let graph = progress_bar(None, "graph");
         engine.commit_with(&|_, done, total| {
@@ -129,6 +139,12 @@ pub fn run(args: Args) -> Result<()> {
             break;
         }
         let doc = doc?;
+        if !seen.insert(xxhash_rust::xxh3::xxh3_64(doc.id.as_bytes())) {
+            repeats += 1;
+            if repeated.len() < 5 {
+                repeated.push(doc.id.clone());
+            }
+        }
         if exists && snapshot.lookup(&doc.id)?.is_some() {
             skipped += 1;
             bar.inc(1);
@@ -165,6 +181,16 @@ pub fn run(args: Args) -> Result<()> {
         snapshot.segment_count(),
         args.out.display()
     );
+    if repeats > 0 {
+        eprintln!(
+            "warning: {repeats} input documents repeat an id an earlier one has (for example {}); the last copy of \
+             each id is the one indexed",
+            repeated.iter().map(|id| format!("{id:?}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if let Some(summary) = reading.summary() {
+        eprintln!("warning: {summary}");
+    }
     if interrupted.load(Ordering::SeqCst) {
         eprintln!("stopped early: run the same command with --resume to index the rest");
     }

@@ -1,7 +1,9 @@
 //! Reading documents to index: JSONL (`{"id", "text", "title"?, "metadata"?}` per line) or a
 //! BEIR corpus (`corpus.jsonl`, or a folder holding one).
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use barista_datasets::Reading;
+use barista_datasets::lines::{parse_json, read_lines};
 use barista_engine::Document;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,14 +33,15 @@ impl Iterator for Documents {
     }
 }
 
-/// Opens `path` in `format`.
-pub fn open(path: &Path, format: Format) -> Result<Documents> {
+/// Opens `path` in `format`; lines that cannot be taken as they are follow `reading` (see
+/// [`barista_datasets::lines`]).
+pub fn open(path: &Path, format: Format, reading: &Reading) -> Result<Documents> {
     match format {
-        Format::Jsonl => jsonl(path),
+        Format::Jsonl => jsonl(path, reading),
         Format::Beir => {
             let corpus = if path.is_dir() { path.join("corpus.jsonl") } else { path.to_path_buf() };
             let total = count_lines(&corpus).ok();
-            let docs = barista_datasets::beir::read_corpus(&corpus)?.map(|d| {
+            let docs = barista_datasets::beir::read_corpus(&corpus, reading)?.map(|d| {
                 let d = d?;
                 Ok(Document {
                     id: d.id,
@@ -52,7 +55,7 @@ pub fn open(path: &Path, format: Format) -> Result<Documents> {
         Format::Msmarco => {
             let collection = if path.is_dir() { path.join("collection.tsv") } else { path.to_path_buf() };
             let total = count_lines(&collection).ok();
-            let docs = barista_datasets::msmarco::read_collection(&collection)?.map(|d| {
+            let docs = barista_datasets::msmarco::read_collection(&collection, reading)?.map(|d| {
                 d.map(|d| Document { id: d.id, text: d.text, title: None, metadata: None }).map_err(Into::into)
             });
             Ok(Documents { inner: Box::new(docs), total })
@@ -74,38 +77,34 @@ fn count_lines(path: &Path) -> std::io::Result<u64> {
     }
 }
 
-fn jsonl(path: &Path) -> Result<Documents> {
-    let file = std::fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+/// Barista's JSONL, through the same line reader as the data set formats: one document per
+/// line, checked by the engine's rules (a line that breaks them is skipped, or stops a
+/// `--strict` read, naming `file:line`).
+fn jsonl(path: &Path, reading: &Reading) -> Result<Documents> {
     let total = count_lines(path).ok();
-    let path: PathBuf = path.to_path_buf();
-    let mut lines = BufReader::new(file).lines().enumerate();
-    let inner = std::iter::from_fn(move || {
-        loop {
-            let (index, line) = lines.next()?;
-            let line = match line {
-                Ok(line) => line,
-                Err(e) => return Some(Err(anyhow::Error::new(e).context(format!("reading {}", path.display())))),
-            };
-            let line = if index == 0 { line.trim_start_matches('\u{feff}').to_string() } else { line };
-            if line.trim().is_empty() {
-                continue;
+    let lines = read_lines(path, reading)?;
+    let (path, reading): (PathBuf, Reading) = (path.to_path_buf(), reading.clone());
+    let expected = "expected {\"id\": \"…\", \"text\": \"…\", \"title\"?, \"metadata\"?}";
+    let inner = lines.filter_map(move |line| {
+        let parsed = line.and_then(|(number, line)| {
+            let doc = parse_json::<Document>(&reading, &path, number, &line, expected)?;
+            match doc.map(|d| d.check().map(|()| d)) {
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    reading.skip(barista_datasets::Error::Malformed { path: path.clone(), line: number, message })?;
+                    Ok(None)
+                }
+                Some(Ok(d)) => Ok(Some(d)),
+                None => Ok(None),
             }
-            return Some(parse_line(&line).with_context(|| format!("{}:{}", path.display(), index + 1)));
+        });
+        match parsed {
+            Ok(Some(d)) => Some(Ok(d)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
         }
     });
     Ok(Documents { inner: Box::new(inner), total })
-}
-
-fn parse_line(line: &str) -> Result<Document> {
-    let doc: Document =
-        serde_json::from_str(line).context("expected {\"id\": \"…\", \"text\": \"…\", \"title\"?, \"metadata\"?}")?;
-    if doc.id.is_empty() {
-        bail!("\"id\" is empty");
-    }
-    if doc.metadata.as_ref().is_some_and(|m| !m.is_object() && !m.is_null()) {
-        bail!("\"metadata\" must be a JSON object");
-    }
-    Ok(doc)
 }
 
 #[cfg(test)]
@@ -116,11 +115,27 @@ mod tests {
     fn reads_jsonl_and_names_bad_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("docs.jsonl");
-        std::fs::write(&path, "{\"id\": \"a\", \"text\": \"x\", \"metadata\": {\"k\": 1}}\n\n{\"id\": \"b\", \"text\": \"y\", \"title\": \"T\"}\n{\"text\": \"no id\"}\n").unwrap();
-        let docs: Vec<_> = open(&path, Format::Jsonl).unwrap().collect();
+        std::fs::write(&path, "{\"id\": \"a\", \"text\": \"x\", \"metadata\": {\"k\": 1}}\n\n{\"id\": \"b\", \"text\": \"y\", \"title\": \"T\"}\n{\"text\": \"no id\"}\n{\"id\": \"\", \"text\": \"empty id\"}\n").unwrap();
+        let docs: Vec<_> = open(&path, Format::Jsonl, &Reading::strict()).unwrap().collect();
         assert_eq!(docs[0].as_ref().unwrap().metadata, Some(serde_json::json!({"k": 1})));
         assert_eq!(docs[1].as_ref().unwrap().passage(), "T y");
         let err = format!("{:#}", docs[2].as_ref().unwrap_err());
         assert!(err.contains("docs.jsonl:4") && err.contains("id"), "{err}");
+        // Tolerant: both bad lines are skipped and named; an invalid byte is repaired.
+        std::fs::write(
+            &path,
+            b"{\"id\": \"a\", \"text\": \"caf\xe9\"}\n{\"text\": \"no id\"}\n{\"id\": \"\", \"text\": \"x\"}\n",
+        )
+        .unwrap();
+        let reading = Reading::tolerant();
+        let docs: Vec<_> = open(&path, Format::Jsonl, &reading).unwrap().map(Result::unwrap).collect();
+        assert_eq!((docs.len(), docs[0].text.as_str()), (1, "caf\u{fffd}"));
+        assert_eq!(reading.counts(), (1, 2));
+        let summary = reading.summary().unwrap();
+        assert!(
+            summary.contains("docs.jsonl:1: repaired")
+                && summary.contains("docs.jsonl:3: a document id must not be empty"),
+            "{summary}"
+        );
     }
 }

@@ -9,15 +9,17 @@ mod report;
 use crate::indexing::{bar, build_or_open, engine_documents};
 use crate::plot::Kind;
 use anyhow::{Context, Result, bail};
+use barista_datasets::beir::Query;
 use barista_datasets::catalog::resolve;
 use barista_datasets::download::Cache;
-use barista_datasets::{DataSet, Format};
+use barista_datasets::{DataSet, Format, Reading};
 use barista_engine::search::plan::{Shortlist, Stage};
 use barista_engine::{CreateOptions, Engine, SearchRequest, StagePlan};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use measure::{Measured, StageTime};
-pub use report::{Report, RowResult, at_level, overlap_at, write_run};
+pub use report::{Conventions, IdenticalIds, Report, RowResult, at_level, overlap_at, write_run};
 
 /// Arguments of `barista bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -77,6 +79,16 @@ pub struct Args {
     /// Where downloaded data sets are kept (default: $BARISTA_CACHE_DIR, else ~/.cache/barista).
     #[arg(long, value_name = "DIR", env = "BARISTA_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Keep hits whose document id equals the query id. By default BEIR data sets drop them
+    /// before scoring, as BEIR's evaluation does (`ignore_identical_ids`: some sets' queries
+    /// are also documents); MS MARCO data sets keep them (trec_eval's convention).
+    #[arg(long)]
+    pub keep_identical_ids: bool,
+    /// Stop at the first data set line that is not valid as it is (invalid UTF-8, a lone
+    /// UTF-16 surrogate escape, malformed JSON or fields). Without it such lines are repaired
+    /// (U+FFFD) or skipped, and a warning names them.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -169,6 +181,40 @@ pub fn load_dataset(args: &Args) -> Result<DataSet> {
     Ok(data?)
 }
 
+/// The documents of a data set: how many distinct ids, and which ids repeat.
+pub struct Census {
+    /// Distinct document ids (what an index of the data set holds: the last copy of an id wins).
+    pub unique: usize,
+    /// Documents whose id an earlier document already had.
+    pub repeated: usize,
+    /// A few of those ids.
+    pub examples: Vec<String>,
+}
+
+/// Counts a data set's documents and distinct ids, warning about repeated ids.
+pub fn census(data: &DataSet, reading: &Reading) -> Result<Census> {
+    let mut seen = HashSet::new();
+    let (mut repeated, mut examples) = (0, Vec::new());
+    for doc in data.documents(reading)? {
+        let doc = doc?;
+        if !seen.insert(xxhash_rust::xxh3::xxh3_64(doc.id.as_bytes())) {
+            repeated += 1;
+            if examples.len() < 5 {
+                examples.push(doc.id);
+            }
+        }
+    }
+    if repeated > 0 {
+        eprintln!(
+            "warning: {repeated} documents repeat an id an earlier document has (for example {}); the last copy of \
+             each id is indexed, so the index holds {} documents",
+            examples.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", "),
+            seen.len()
+        );
+    }
+    Ok(Census { unique: seen.len(), repeated, examples })
+}
+
 /// Runs `barista bench`.
 pub fn run(args: &Args) -> Result<()> {
     if args.depth == 0 || args.depth > 10_000 {
@@ -180,15 +226,33 @@ pub fn run(args: &Args) -> Result<()> {
     let min_time = std::time::Duration::from_secs_f64(args.min_seconds);
     let data = load_dataset(args)?;
     let name = dataset_name(&args.dataset);
-    let (mut queries, qrels) = data.judged_queries(&args.split)?;
+    let reading = if args.strict { Reading::strict() } else { Reading::tolerant() };
+    let (mut queries, qrels) = data.judged_queries(&args.split, &reading)?;
+    // Every judged query counts (trec_eval -c): one missing from the queries file is kept, blank.
+    let known: HashSet<String> = queries.iter().map(|q| q.id.clone()).collect();
+    for id in qrels.keys().filter(|id| !known.contains(*id)) {
+        eprintln!("warning: judged query {id:?} is not in the queries file: it gets no results (scores 0)");
+        queries.push(Query { id: id.clone(), text: String::new() });
+    }
     if let Some(max) = args.max_queries {
         queries.truncate(max);
     }
     if queries.is_empty() {
         bail!("{} has no judged queries in split '{}'", args.dataset, args.split);
     }
+    let (blank, searched): (Vec<Query>, Vec<Query>) = queries.iter().cloned().partition(|q| q.text.trim().is_empty());
+    for q in &blank {
+        if known.contains(&q.id) {
+            eprintln!("warning: query {:?} is blank: it gets no results (scores 0, as trec_eval counts it)", q.id);
+        }
+    }
+    if searched.is_empty() {
+        bail!("every judged query of {} is blank: nothing to search", args.dataset);
+    }
+    let drop_identical = matches!(data, DataSet::Beir(_)) && !args.keep_identical_ids;
     eprintln!("counting documents…");
-    let total = data.documents()?.count();
+    let census = census(&data, &reading)?;
+    let total = census.unique;
     let temporary;
     let index_dir = match &args.index {
         Some(dir) => dir.clone(),
@@ -198,7 +262,18 @@ pub fn run(args: &Args) -> Result<()> {
             temporary.path().join("index")
         }
     };
-    let engine = build_or_open(&index_dir, &CreateOptions::new(&args.model), engine_documents(&data)?, total)?;
+    let engine =
+        build_or_open(&index_dir, &CreateOptions::new(&args.model), engine_documents(&data, &reading)?, total)?;
+    if let Some(summary) = reading.summary() {
+        eprintln!("warning: {summary}");
+    }
+    let rule = if drop_identical {
+        IdenticalIds::Dropped
+    } else if matches!(data, DataSet::Beir(_)) {
+        IdenticalIds::KeptByRequest
+    } else {
+        IdenticalIds::Kept
+    };
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     let specs = rows(&engine, args)?;
@@ -206,11 +281,37 @@ pub fn run(args: &Args) -> Result<()> {
     let mut measured = Vec::new();
     for spec in &specs {
         eprintln!("running {}", spec.label);
-        measured.push(measure::measure(&engine, &queries, spec, threads, min_time)?);
+        let mut m = measure::measure(&engine, &searched, spec, threads, min_time)?;
+        for q in &blank {
+            m.runs.insert(q.id.clone(), Vec::new());
+        }
+        if drop_identical {
+            for (query, run) in &mut m.runs {
+                run.retain(|(doc, _)| doc != query);
+            }
+        }
+        measured.push(m);
     }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("barista-bench").join(&name));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let report = Report::new(&name, &args.split, total, &queries, &qrels, args, threads, &specs, measured, &engine)?;
+    let conventions = Conventions {
+        identical_ids: rule,
+        blank_queries: blank.iter().map(|q| q.id.clone()).collect(),
+        repeated_documents: census.repeated,
+    };
+    let report = Report::new(
+        &name,
+        &args.split,
+        total,
+        &queries,
+        &qrels,
+        args,
+        threads,
+        &specs,
+        measured,
+        &engine,
+        conventions,
+    )?;
     report.write(&out)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);

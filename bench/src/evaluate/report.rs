@@ -88,6 +88,41 @@ pub struct RowResult {
     plot_kind: Kind,
 }
 
+/// What happens to hits whose document id is the query id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdenticalIds {
+    /// Dropped before scoring (BEIR's `ignore_identical_ids`, the default for BEIR sets).
+    Dropped,
+    /// Kept because `--keep-identical-ids` asked for it.
+    KeptByRequest,
+    /// Kept (MS MARCO sets: trec_eval's convention).
+    Kept,
+}
+
+impl IdenticalIds {
+    fn describe(self) -> &'static str {
+        match self {
+            IdenticalIds::Dropped => {
+                "hits whose id is the query's were dropped before scoring (BEIR's default; --keep-identical-ids keeps them)"
+            }
+            IdenticalIds::KeptByRequest => "hits whose id is the query's were kept (--keep-identical-ids)",
+            IdenticalIds::Kept => "hits whose id is the query's were kept (trec_eval's convention)",
+        }
+    }
+}
+
+/// The evaluation conventions a run used, reported with its results.
+#[derive(Clone, Debug, Serialize)]
+pub struct Conventions {
+    /// Hits whose id is the query id.
+    pub identical_ids: IdenticalIds,
+    /// Judged queries that were blank (or missing from the queries file): no results, 0.
+    pub blank_queries: Vec<String>,
+    /// Documents of the data set whose id an earlier one had (the last copy was indexed).
+    pub repeated_documents: usize,
+}
+
 /// The results of one `barista bench` run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -107,6 +142,8 @@ pub struct Report {
     pub client_threads: usize,
     /// Smallest relevant grade for MRR and recall.
     pub min_grade: i32,
+    /// The conventions the scores follow.
+    pub conventions: Conventions,
     /// Rows in the order they ran (exact first).
     pub rows: Vec<RowResult>,
 }
@@ -134,6 +171,7 @@ impl Report {
         specs: &[RowSpec],
         measured: Vec<Measured>,
         engine: &Engine,
+        conventions: Conventions,
     ) -> Result<Report> {
         let evaluated: HashSet<&String> = queries.iter().map(|q| &q.id).collect();
         let graded: Qrels =
@@ -176,6 +214,7 @@ impl Report {
             depth: args.depth,
             client_threads: threads,
             min_grade: args.min_grade,
+            conventions,
             rows,
         })
     }
@@ -196,6 +235,7 @@ impl Report {
             "depth": self.depth,
             "client_threads": self.client_threads,
             "min_grade": self.min_grade,
+            "conventions": self.conventions,
             "order": self.rows.iter().map(|r| r.label.clone()).collect::<Vec<_>>(),
             "profiles": profiles,
         })
@@ -240,9 +280,26 @@ impl Report {
         }
         s += &format!(
             "\nMetrics follow trec_eval: nDCG@10 with graded gains; MRR@10 and recall count grades ≥ {} as relevant; \
-             latency is end to end (query encoding included) with one client; depth {} per query.\n",
-            self.min_grade, self.depth
+             every judged query counts (one judged only with grade 0, or without results, scores 0); latency is end \
+             to end (query encoding included) with one client; depth {} per query. Identical ids: {}.\n",
+            self.min_grade,
+            self.depth,
+            self.conventions.identical_ids.describe()
         );
+        let c = &self.conventions;
+        if !c.blank_queries.is_empty() {
+            s += &format!(
+                "Blank (or missing) queries, no results, scored 0: {} ({}).\n",
+                c.blank_queries.len(),
+                c.blank_queries.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", ")
+            );
+        }
+        if c.repeated_documents > 0 {
+            s += &format!(
+                "{} documents repeated an earlier document's id; the last copy of each id was indexed.\n",
+                c.repeated_documents
+            );
+        }
         s
     }
 

@@ -7,6 +7,7 @@
 //! of the full cascade's.
 
 use super::plan::StagePlan;
+use crate::metrics::{Run, mean_over_judged, ndcg_at};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -67,6 +68,8 @@ pub fn overlap<T: PartialEq>(a: &[T], b: &[T], k: usize) -> f32 {
 
 /// One training query's trace: for every stage, its ranked ids (at least `k`).
 pub struct Trace {
+    /// The query's id.
+    pub query: String,
     /// Ranked document ids after each stage.
     pub stages: Vec<Vec<String>>,
     /// Relevance judgements of the query.
@@ -82,11 +85,18 @@ pub fn fit(plan: &StagePlan, traces: &[Trace], k: usize, target: f64) -> StopRul
     let n = plan.stages.len();
     let layers: Vec<f64> = plan.stages.iter().map(|s| s.rung.layer as f64).collect();
     let eligible: Vec<usize> = (1..n.saturating_sub(1)).collect();
-    let ndcg = |ids: &[String], qrels: &BTreeMap<String, i32>| -> f64 {
-        let run: crate::metrics::Run = ids.iter().take(k).enumerate().map(|(i, d)| (d.clone(), -(i as f32))).collect();
-        crate::metrics::ndcg_at(&run, qrels, 10)
+    let run_of =
+        |ids: &[String]| -> Run { ids.iter().take(k).enumerate().map(|(i, d)| (d.clone(), -(i as f32))).collect() };
+    let ndcg = |ids: &[String], qrels: &BTreeMap<String, i32>| -> f64 { ndcg_at(&run_of(ids), qrels, 10) };
+    // Means are `barista bench`'s: every judged query counts (see `metrics::mean_over_judged`).
+    let judged: BTreeMap<String, BTreeMap<String, i32>> =
+        traces.iter().map(|t| (t.query.clone(), t.qrels.clone())).collect();
+    let mean_at = |stop: &dyn Fn(usize) -> usize| -> f64 {
+        let runs: BTreeMap<String, Run> =
+            traces.iter().enumerate().map(|(q, t)| (t.query.clone(), run_of(&t.stages[stop(q)]))).collect();
+        mean_over_judged(&runs, &judged, |r, j| ndcg_at(r, j, 10))
     };
-    let full_ndcg = traces.iter().map(|t| ndcg(&t.stages[n - 1], &t.qrels)).sum::<f64>() / traces.len().max(1) as f64;
+    let full_ndcg = mean_at(&|_| n - 1);
     // Precompute per query: overlap at each stage, nDCG at each stage.
     let overlaps: Vec<Vec<f32>> = traces
         .iter()
@@ -116,12 +126,14 @@ pub fn fit(plan: &StagePlan, traces: &[Trace], k: usize, target: f64) -> StopRul
             best = Some((cost, quality, thresholds));
         }
     }
-    let (mean_layers, quality, thresholds) = best.unwrap_or((layers[n - 1], full_ndcg, vec![None; n]));
+    let (mean_layers, _, thresholds) = best.unwrap_or((layers[n - 1], full_ndcg, vec![None; n]));
+    let stop_of =
+        |o: &[f32]| eligible.iter().copied().find(|&i| thresholds[i].is_some_and(|t| o[i] >= t)).unwrap_or(n - 1);
     let mut stopped = vec![0.0; n];
     for o in &overlaps {
-        let stop = eligible.iter().copied().find(|&i| thresholds[i].is_some_and(|t| o[i] >= t)).unwrap_or(n - 1);
-        stopped[stop] += 1.0 / traces.len().max(1) as f64;
+        stopped[stop_of(o)] += 1.0 / traces.len().max(1) as f64;
     }
+    let quality = mean_at(&|q| stop_of(&overlaps[q]));
     StopRule {
         plan: plan.clone(),
         thresholds,
@@ -169,8 +181,16 @@ mod tests {
         // Query 1: stage 1 already agrees with stage 0 and is right: stopping is free.
         // Query 2: stage 1 agrees with stage 0 but only stage 2 finds "a": stopping costs.
         let traces = vec![
-            Trace { stages: vec![ids(&["a", "b"]), ids(&["a", "b"]), ids(&["a", "b"])], qrels: qrels.clone() },
-            Trace { stages: vec![ids(&["x", "y"]), ids(&["x", "y"]), ids(&["a", "y"])], qrels: qrels.clone() },
+            Trace {
+                query: "1".into(),
+                stages: vec![ids(&["a", "b"]), ids(&["a", "b"]), ids(&["a", "b"])],
+                qrels: qrels.clone(),
+            },
+            Trace {
+                query: "2".into(),
+                stages: vec![ids(&["x", "y"]), ids(&["x", "y"]), ids(&["a", "y"])],
+                qrels: qrels.clone(),
+            },
         ];
         let strict = fit(&plan(), &traces, 2, 1.0);
         assert_eq!(strict.thresholds, vec![None, None, None], "any stop loses quality");
