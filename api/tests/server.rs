@@ -91,6 +91,8 @@ fn every_bad_input_gets_a_4xx_and_changes_nothing() {
         ("POST", "/documents", json!({"documents": [{"id": "a"}]}).to_string(), 422, "invalid_body"),
         ("POST", "/documents", json!({"documents": [{"id": "a", "text": "1"}, {"id": "b", "text": "2"}, {"id": "c", "text": "3"}, {"id": "d", "text": "4"}]}).to_string(), 413, "batch_too_large"),
         ("GET", "/documents/no-such-id", String::new(), 404, "not_found"),
+        ("GET", "/documents/%FF", String::new(), 400, "invalid_path"),
+        ("DELETE", "/documents/%FF%FE", String::new(), 400, "invalid_path"),
         ("DELETE", "/documents/no-such-id", String::new(), 404, "not_found"),
         ("GET", "/nowhere", String::new(), 404, "not_found"),
         ("GET", "/search", String::new(), 405, "method_not_allowed"),
@@ -101,6 +103,14 @@ fn every_bad_input_gets_a_4xx_and_changes_nothing() {
         assert_eq!(got, status, "{method} {path} {}: {value}", &body.chars().take(80).collect::<String>());
         assert_eq!(value["error"]["code"], code, "{method} {path}: {value}");
         assert!(value["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        // Every error is the JSON error shape, axum's own rejections included.
+        let response = match ureq::request(method, &server.url(path)).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        if response.status() >= 400 {
+            assert_eq!(response.content_type(), "application/json", "{method} {path}");
+        }
     }
     // Wrong content type.
     let response = ureq::post(&server.url("/search")).set("Content-Type", "text/plain").send_string("{}");

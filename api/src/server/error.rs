@@ -2,7 +2,7 @@
 //! 4xx and never changes the index; a 5xx means the server itself failed.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use barista_engine::Error as EngineError;
@@ -125,6 +125,16 @@ impl From<JsonRejection> for ApiError {
             ),
             other => ApiError::new(other.status(), "invalid_body", other.body_text()),
         }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            format!("the path does not name a document: {} (ids are UTF-8; percent-encode them)", inner(&rejection)),
+        )
     }
 }
 

@@ -4,7 +4,7 @@ use super::auth::Access;
 use super::error::ApiError;
 use super::state::AppState;
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -115,9 +115,10 @@ pub async fn upsert(
 pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Document>, ApiError> {
     state.keys.check(&headers, Access::Read)?;
+    let Path(id) = id?;
     let engine = state.engine.clone();
     let wanted = id.clone();
     match run(&state, &state.searches, move || engine.get(&wanted).map_err(ApiError::from)).await? {
@@ -130,9 +131,10 @@ pub async fn get(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
     state.keys.check(&headers, Access::Write)?;
+    let Path(id) = id?;
     let engine = state.engine.clone();
     let wanted = id.clone();
     let report = run(&state, &state.writes, move || engine.delete(&[wanted.as_str()]).map_err(ApiError::from)).await?;
