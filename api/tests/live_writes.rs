@@ -405,3 +405,46 @@ fn a_merge_under_concurrent_searches_changes_no_result() {
     assert!(checked.into_inner() >= 32);
     assert_eq!(get(&server, "/ready").1["documents"], 115);
 }
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// A 15.5 MB document: only its first tokens are embedded, so it is cut before tokenizing; it
+/// is stored whole, costs a fraction of a second and little memory, and a small write beside
+/// it does not wait for it.
+#[test]
+fn a_huge_document_is_cheap_and_keeps_no_one_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path(), 10);
+    let server = Server::start(&index, &[]);
+    assert_eq!(post(&server, "/documents", &json!({"documents": [{"id": "warm", "text": "Warm up."}]})).0, 200);
+    let before = peak_rss(server.child.id());
+    let text = "Calcium channels regulate the release of neurotransmitters at the synapse. ".repeat(205_000);
+    assert!(text.len() > 15_000_000 && text.len() < 16_000_000);
+    let body = json!({"documents": [{"id": "huge", "text": text}]});
+    let (big, small) = std::thread::scope(|scope| {
+        let big = scope.spawn(|| {
+            let t = Instant::now();
+            let (status, report) = post(&server, "/documents", &body);
+            (status, report, t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        let small = post(&server, "/documents", &json!({"documents": [{"id": "small", "text": "A small note."}]}));
+        (big.join().unwrap(), (small.0, t.elapsed()))
+    });
+    let growth = peak_rss(server.child.id()).saturating_sub(before);
+    eprintln!("15.5 MB document: {:?}; small write beside it: {:?}; peak RSS +{} MB", big.2, small.1, growth >> 20);
+    assert_eq!((big.0, small.0), (200, 200), "{}", big.1);
+    assert!(big.2 < Duration::from_secs(5), "the huge document took {:?}", big.2);
+    assert!(small.1 < Duration::from_secs(3), "the small write waited {:?}", small.1);
+    assert!(growth < 400 << 20, "peak RSS grew by {} MB", growth >> 20);
+    let (status, got) = get(&server, "/documents/huge");
+    assert_eq!((status, got["text"].as_str().map(str::len)), (200, Some(text.len())), "stored whole");
+    let (_, found) = post(&server, "/search", &json!({"query": "calcium channels and neurotransmitters", "k": 1}));
+    assert_eq!(found["hits"][0]["id"], "huge");
+}

@@ -37,10 +37,36 @@ impl Tokens {
     }
 }
 
+/// Characters per token the first cut of a long text allows. WordPiece tokens of English
+/// average about 4 characters; a cut that leaves too few tokens is widened and tried again.
+const CHARS_PER_TOKEN: usize = 16;
+
+/// The longest prefix of `text` of at most `chars` characters that ends before a whitespace
+/// (so that no word is split and its tokens are exactly the first tokens of `text`), or
+/// `None` when `text` is not longer than that.
+fn prefix(text: &str, chars: usize) -> Option<&str> {
+    if text.len() <= chars {
+        return None;
+    }
+    let (end, _) = text.char_indices().nth(chars)?;
+    Some(match text[..end].rfind(char::is_whitespace) {
+        Some(space) if space > 0 => &text[..space],
+        _ => &text[..end],
+    })
+}
+
 /// One tokenizer per text kind (they differ only in truncation).
+///
+/// Long texts are cut before tokenizing, since only their first tokens are kept: the text is cut
+/// at a whitespace at most `max_length × 16` characters in; if the prefix still yields
+/// `max_length` tokens the result is exactly the whole text's (the prefix's tokens are the
+/// whole text's first ones), otherwise the cut is widened fourfold and tried again, up to the
+/// whole text. A 15 MB document thus costs what its first few kilobytes cost.
 pub(crate) struct TextTokenizer {
     query: Tokenizer,
     passage: Tokenizer,
+    query_max: usize,
+    passage_max: usize,
     vocab_size: usize,
     type_vocab_size: usize,
     max_positions: usize,
@@ -72,6 +98,8 @@ impl TextTokenizer {
         Ok(Self {
             query: with_max(query_max)?,
             passage: with_max(passage_max)?,
+            query_max,
+            passage_max,
             vocab_size,
             type_vocab_size,
             max_positions,
@@ -85,17 +113,50 @@ impl TextTokenizer {
         }
     }
 
-    pub(crate) fn encode(&self, text: &str, kind: TextKind) -> Result<Tokens> {
-        let encoding = self.for_kind(kind).encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        self.check(Tokens { ids: encoding.get_ids().to_vec(), type_ids: encoding.get_type_ids().to_vec() })
+    fn max_length(&self, kind: TextKind) -> usize {
+        match kind {
+            TextKind::Query => self.query_max,
+            TextKind::Passage => self.passage_max,
+        }
     }
 
+    fn tokenize(&self, text: &str, kind: TextKind) -> Result<Tokens> {
+        let encoding = self.for_kind(kind).encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Tokens { ids: encoding.get_ids().to_vec(), type_ids: encoding.get_type_ids().to_vec() })
+    }
+
+    /// Tokenizes `text`, cut first when long (see the type's docs).
+    pub(crate) fn encode(&self, text: &str, kind: TextKind) -> Result<Tokens> {
+        let max = self.max_length(kind);
+        let mut chars = max.saturating_mul(CHARS_PER_TOKEN).max(1);
+        loop {
+            let Some(cut) = prefix(text, chars) else { return self.check(self.tokenize(text, kind)?) };
+            let tokens = self.tokenize(cut, kind)?;
+            if tokens.len() >= max {
+                return self.check(tokens);
+            }
+            chars = chars.saturating_mul(4);
+        }
+    }
+
+    /// [`TextTokenizer::encode`] for many texts (their first cuts tokenized as one batch).
     pub(crate) fn encode_batch(&self, texts: &[&str], kind: TextKind) -> Result<Vec<Tokens>> {
+        let max = self.max_length(kind);
+        let first = max.saturating_mul(CHARS_PER_TOKEN).max(1);
+        let cuts: Vec<&str> = texts.iter().map(|t| prefix(t, first).unwrap_or(t)).collect();
         let encodings =
-            self.for_kind(kind).encode_batch(texts.to_vec(), true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+            self.for_kind(kind).encode_batch(cuts.clone(), true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         encodings
             .into_iter()
-            .map(|e| self.check(Tokens { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() }))
+            .zip(texts.iter().zip(&cuts))
+            .map(|(e, (text, cut))| {
+                let tokens = Tokens { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() };
+                // Cut, and the cut left too few tokens: widen it (rare: very long "words").
+                if cut.len() < text.len() && tokens.len() < max {
+                    return self.encode(text, kind);
+                }
+                self.check(tokens)
+            })
             .collect()
     }
 
@@ -103,6 +164,19 @@ impl TextTokenizer {
     pub(crate) fn check(&self, tokens: Tokens) -> Result<Tokens> {
         check_tokens(&tokens, self.vocab_size, self.type_vocab_size, self.max_positions)?;
         Ok(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix;
+
+    #[test]
+    fn prefixes_end_before_a_whitespace_and_respect_characters() {
+        assert_eq!(prefix("short", 10), None);
+        assert_eq!(prefix("one two three", 9), Some("one two"));
+        assert_eq!(prefix("éééé éé", 5), Some("éééé"));
+        assert_eq!(prefix("abcdefgh", 4), Some("abcd"), "no whitespace: cut at the character bound");
     }
 }
 

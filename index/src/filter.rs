@@ -53,9 +53,38 @@ impl Filter {
     }
 }
 
-/// The canonical text of a value (object keys sorted by serde_json's map).
+/// The canonical text of a value, so that equal JSON values compare equal: numbers as numbers
+/// (`2020`, `2020.0` and `2.02e3` are one value: an integral number is written as an integer,
+/// any other as the shortest decimal that reads back to the same f64), strings, booleans and
+/// null as JSON, arrays and objects element by element (object keys sorted).
 pub(crate) fn canonical(value: &Value) -> String {
-    value.to_string()
+    match value {
+        Value::Number(n) => canonical_number(n),
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let fields: Vec<String> =
+                entries.iter().map(|(k, v)| format!("{}:{}", Value::String((*k).clone()), canonical(v))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn canonical_number(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    if let Some(u) = n.as_u64() {
+        return u.to_string();
+    }
+    match n.as_f64() {
+        // Integral and exactly representable: the integer's text (2020.0 → "2020").
+        Some(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => (x as i64).to_string(),
+        Some(x) => format!("{x}"),
+        None => n.to_string(),
+    }
 }
 
 /// Value → documents, for one metadata key of one segment.
@@ -90,5 +119,23 @@ mod tests {
         index_value(&mut index, 3, 2, "not json", "tags");
         assert_eq!(index["\"red\""].count_ones(), 2);
         assert_eq!(index["\"blue\""].count_ones(), 1);
+    }
+
+    /// The issue's case: `{"year": 2020.0}` is found by the filter `{"year": 2020}`.
+    #[test]
+    fn numbers_compare_as_numbers() {
+        let c = |text: &str| canonical(&serde_json::from_str(text).unwrap());
+        for same in ["2020", "2020.0", "2.02e3", "2020.000"] {
+            assert_eq!(c(same), "2020", "{same}");
+        }
+        assert_eq!(c("-0.0"), c("0"));
+        assert_eq!(c("0.5"), c("5e-1"));
+        assert_ne!(c("2020.5"), c("2020"));
+        assert_ne!(c("\"2020\""), c("2020"), "a string is not a number");
+        assert_eq!(c("[1.0, {\"b\": 2, \"a\": 1.0}]"), c("[1, {\"a\": 1, \"b\": 2.0}]"));
+        let mut index = KeyIndex::new();
+        index_value(&mut index, 2, 0, r#"{"year": 2020.0}"#, "year");
+        index_value(&mut index, 2, 1, r#"{"year": [2019, 2.02e3]}"#, "year");
+        assert_eq!(index[&c("2020")].count_ones(), 2);
     }
 }

@@ -305,3 +305,38 @@ fn adaptive_stopping_stops_where_the_ranking_is_settled() {
         assert!(adaptive.stages.last().unwrap().rung.layer < off.stages.last().unwrap().rung.layer);
     }
 }
+
+/// Metadata filters compare JSON numbers as numbers: `{"year": 2020.0}` is found by the filter
+/// `{"year": 2020}` (and the other way round), in the mutable segment and after a flush.
+#[test]
+fn filters_compare_numbers_as_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::create(dir.path(), &CreateOptions::new(model_arg())).unwrap();
+    let doc = |id: &str, year: serde_json::Value| Document {
+        id: id.into(),
+        text: format!("A study published in {year}."),
+        title: None,
+        metadata: Some(serde_json::json!({ "year": year })),
+    };
+    e.add(&[
+        doc("float", serde_json::json!(2020.0)),
+        doc("int", serde_json::json!(2021)),
+        doc("other", serde_json::json!(1999)),
+    ])
+    .unwrap();
+    let found = |year: serde_json::Value| -> Vec<String> {
+        let mut filter = serde_json::Map::new();
+        filter.insert("year".into(), year);
+        let request = SearchRequest { filter: Some(filter), ..SearchRequest::text("a study").with_k(10) };
+        let mut ids = ids(&e.search(&request).unwrap());
+        ids.sort();
+        ids
+    };
+    for flushed in [false, true] {
+        assert_eq!(found(serde_json::json!(2020)), ["float"], "flushed: {flushed}");
+        assert_eq!(found(serde_json::json!(2021.0)), ["int"], "flushed: {flushed}");
+        assert_eq!(found(serde_json::json!([2.02e3, 2021])), ["float", "int"], "flushed: {flushed}");
+        assert!(found(serde_json::json!("2020")).is_empty(), "a string is not a number");
+        e.flush().unwrap();
+    }
+}

@@ -94,7 +94,8 @@ pub fn call(request: ureq::Request, body: Option<&str>) -> (u16, Value, Option<S
     };
     let status = response.status();
     let retry = response.header("Retry-After").map(str::to_string);
-    let text = response.into_string().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut response.into_reader(), &mut text).unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), retry)
 }
 
