@@ -15,8 +15,8 @@ pub struct Document {
     pub id: String,
     /// The text to embed and store.
     pub text: String,
-    /// A title, embedded before the text (BEIR convention) and stored in the metadata as
-    /// `"title"`.
+    /// A title, embedded before the text (BEIR convention) and stored on its own (not in the
+    /// metadata).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Any JSON object, stored and returned with hits.
@@ -49,9 +49,9 @@ impl Document {
 pub(crate) struct CheckedDocument {
     pub(crate) id: String,
     pub(crate) passage: String,
+    pub(crate) title: Option<String>,
     pub(crate) text: String,
-    /// The metadata object as JSON (with the title under `"title"` unless the metadata has
-    /// one), if any.
+    /// The metadata object as JSON, if any (exactly what was given: the title is kept apart).
     pub(crate) metadata: Option<String>,
 }
 
@@ -124,19 +124,17 @@ impl DocumentBatch {
 
 fn check_one(d: &Document) -> Result<CheckedDocument> {
     barista_index::check_id(&d.id).map_err(|e| Error::InvalidRequest(e.to_string()))?;
-    let mut metadata = match &d.metadata {
+    let metadata = match &d.metadata {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Object(m)) => Some(m.clone()),
         Some(_) => {
             return Err(Error::InvalidRequest(format!("document {:?}: metadata must be a JSON object", d.id)));
         }
     };
-    if let Some(title) = &d.title {
-        metadata.get_or_insert_with(Default::default).entry("title").or_insert_with(|| title.clone().into());
-    }
     Ok(CheckedDocument {
         id: d.id.clone(),
         passage: d.passage(),
+        title: d.title.clone(),
         text: d.text.clone(),
         metadata: metadata.map(|m| serde_json::Value::Object(m).to_string()),
     })
@@ -155,7 +153,8 @@ mod tests {
         let batch = DocumentBatch::check(&[doc("a", None), doc("b", Some(serde_json::json!({"k": 1})))]).unwrap();
         assert_eq!(batch.ids().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(batch.docs[0].passage, "T t");
-        assert_eq!(batch.docs[1].metadata.as_deref(), Some(r#"{"k":1,"title":"T"}"#));
+        assert_eq!(batch.docs[1].metadata.as_deref(), Some(r#"{"k":1}"#), "the title stays apart");
+        assert_eq!(batch.docs[1].title.as_deref(), Some("T"));
         for (docs, message) in [
             (vec![doc("", None)], "must not be empty"),
             (vec![doc(&"x".repeat(1025), None)], "at most 1024 bytes"),

@@ -317,6 +317,7 @@ impl Engine {
                 id: stored.id.to_string(),
                 score: hit.score,
                 rung: outcome.rung,
+                title: if request.include_text { stored.title.map(str::to_string) } else { None },
                 text: if request.include_text { stored.text.map(str::to_string) } else { None },
                 metadata,
             });
@@ -401,9 +402,11 @@ impl Engine {
             .enumerate()
             .map(|(i, d)| {
                 let vectors = (0..rungs.len()).map(|r| embedded.vector(i, r).to_vec()).collect();
-                NewDocument::new(&config, d.id.clone(), Some(d.text.clone()), d.metadata.clone(), vectors).map_err(
-                    |e| Error::InvalidRequest(format!("document {:?} encodes to vectors the index refuses: {e}", d.id)),
-                )
+                NewDocument::new(&config, d.id.clone(), Some(d.text.clone()), d.metadata.clone(), vectors)
+                    .and_then(|doc| doc.with_title(d.title.clone()))
+                    .map_err(|e| {
+                        Error::InvalidRequest(format!("document {:?} encodes to vectors the index refuses: {e}", d.id))
+                    })
             })
             .collect()
     }
@@ -489,18 +492,17 @@ impl Engine {
         let snapshot = self.inner.index.snapshot();
         let Some(address) = snapshot.lookup(id)? else { return Ok(None) };
         let stored = snapshot.doc(address)?;
-        let mut metadata: Option<serde_json::Value> = match stored.metadata {
+        let metadata: Option<serde_json::Value> = match stored.metadata {
             Some(m) => Some(
                 serde_json::from_str(m)
                     .map_err(|e| Error::InvalidRequest(format!("stored metadata of {id:?}: {e}")))?,
             ),
             None => None,
         };
-        let title = metadata.as_mut().and_then(|m| m.get("title")).and_then(|t| t.as_str()).map(str::to_string);
         Ok(Some(Document {
             id: stored.id.to_string(),
             text: stored.text.unwrap_or_default().to_string(),
-            title,
+            title: stored.title.map(str::to_string),
             metadata,
         }))
     }

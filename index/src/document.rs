@@ -37,6 +37,7 @@ pub fn check_id(id: &str) -> Result<()> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewDocument {
     pub(crate) id: String,
+    pub(crate) title: Option<String>,
     pub(crate) text: Option<String>,
     pub(crate) metadata: Option<String>,
     /// `metadata`, parsed (for filters on documents that are not in a segment file yet).
@@ -79,7 +80,19 @@ impl NewDocument {
             },
         };
         check_vectors(config, &id, &vectors)?;
-        Ok(NewDocument { id, text, metadata, fields, vectors })
+        Ok(NewDocument { id, title: None, text, metadata, fields, vectors })
+    }
+
+    /// The document with a title, stored apart from the text and the metadata.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the title exceeds [`MAX_FIELD_BYTES`].
+    pub fn with_title(mut self, title: Option<String>) -> Result<NewDocument> {
+        if title.as_ref().is_some_and(|t| t.len() > MAX_FIELD_BYTES) {
+            return Err(Error::InvalidInput(format!("document {:?}: its title exceeds 4 GiB", self.id)));
+        }
+        self.title = title;
+        Ok(self)
     }
 
     /// Checks that the document fits an index with `config` (documents are made for one
@@ -91,6 +104,11 @@ impl NewDocument {
     /// The external id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The stored title, if any.
+    pub fn title(&self) -> Option<&str> {
+        self.title.as_deref()
     }
 
     /// The stored text, if any.
@@ -111,6 +129,7 @@ impl NewDocument {
     /// Bytes this document takes in memory and in the log, roughly (fields and vectors).
     pub fn size(&self) -> usize {
         self.id.len()
+            + self.title.as_ref().map_or(0, String::len)
             + self.text.as_ref().map_or(0, String::len)
             + self.metadata.as_ref().map_or(0, String::len)
             + self.vectors.iter().map(|v| v.len() * 4).sum::<usize>()

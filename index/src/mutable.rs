@@ -31,6 +31,7 @@ enum MemBlock {
 #[derive(Debug)]
 struct MemDoc {
     id: String,
+    title: Option<String>,
     text: Option<String>,
     metadata: Option<String>,
     fields: Option<Map<String, Value>>,
@@ -123,11 +124,13 @@ impl MutableSegment {
         }
         let stored = MemDoc {
             id: doc.id.clone(),
+            title: doc.title.clone(),
             text: doc.text.clone(),
             metadata: doc.metadata.clone(),
             fields: doc.fields.clone(),
         };
         let bytes = stored.id.len()
+            + stored.title.as_ref().map_or(0, String::len)
             + stored.text.as_ref().map_or(0, String::len)
             + stored.metadata.as_ref().map_or(0, String::len);
         // Fields first, then the hash: a row exists for readers once its hash is published.
@@ -152,6 +155,7 @@ impl MutableSegment {
     pub fn doc(&self, row: u32) -> Option<StoredDoc<'_>> {
         self.docs.get(row as usize)?.get().map(|d| StoredDoc {
             id: &d.id,
+            title: d.title.as_deref(),
             text: d.text.as_deref(),
             metadata: d.metadata.as_deref(),
         })

@@ -1,15 +1,19 @@
-//! The document store of a segment: external ids, optional texts and optional JSON metadata,
+//! The document store of a segment: external ids, optional titles, texts and JSON metadata,
 //! mapped and read without copying.
 //!
 //! ```text
-//! header (56 bytes): "BRSTDOC1", version u32, 0 u32, count u64, table offset u64,
+//! header (56 bytes): "BRSTDOC1", version u32 (2), 0 u32, count u64, table offset u64,
 //!                    data offset u64, data length u64, xxh3-64 of the previous 48 bytes
-//! table: count × (start u64, id length u32, text length u32, metadata length u32, flags u32)
-//! data:  per document, its id, text and metadata bytes back to back (UTF-8)
+//! table: count × (start u64, id length u32, title length u32, text length u32,
+//!                 metadata length u32, flags u32, 0 u32)
+//! data:  per document, its id, title, text and metadata bytes back to back (UTF-8)
 //! ```
 //!
-//! Flags: bit 0 = has text, bit 1 = has metadata. Every access checks the entry against the data
-//! length and the bytes for UTF-8, so a damaged file yields an error naming it, never a panic.
+//! Flags: bit 0 = has text, bit 1 = has metadata, bit 2 = has a title. Version 1 (no titles:
+//! 24-byte entries of start, id, text and metadata lengths and flags) is read as well; its
+//! documents have no title (the engine then kept titles inside the metadata). Every access
+//! checks the entry against the data length and the bytes for UTF-8, so a damaged file yields
+//! an error naming it, never a panic.
 
 use crate::error::{Error, Result};
 use crate::files::{FileRecord, HashingWriter, Reader, map};
@@ -17,17 +21,22 @@ use memmap2::Mmap;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"BRSTDOC1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 56;
-const ENTRY: usize = 24;
+const ENTRY: usize = 32;
+/// Entry size of version 1 (no titles).
+const ENTRY_V1: usize = 24;
 const HAS_TEXT: u32 = 1;
 const HAS_METADATA: u32 = 2;
+const HAS_TITLE: u32 = 4;
 
 /// A document as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoredDoc<'a> {
     /// External id.
     pub id: &'a str,
+    /// Title, when stored.
+    pub title: Option<&'a str>,
     /// Text, when stored.
     pub text: Option<&'a str>,
     /// Metadata as JSON, when stored.
@@ -43,8 +52,13 @@ pub fn write<'a>(
     let count = docs.len();
     let table_pos = HEADER as u64;
     let data_pos = table_pos + (count * ENTRY) as u64;
-    let data_len: u64 =
-        docs.clone().map(|d| (d.id.len() + d.text.map_or(0, str::len) + d.metadata.map_or(0, str::len)) as u64).sum();
+    let data_len: u64 = docs
+        .clone()
+        .map(|d| {
+            (d.id.len() + d.title.map_or(0, str::len) + d.text.map_or(0, str::len) + d.metadata.map_or(0, str::len))
+                as u64
+        })
+        .sum();
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
@@ -64,19 +78,25 @@ pub fn write<'a>(
     let mut start = 0u64;
     let mut entry = [0u8; ENTRY];
     for d in docs.clone() {
-        let (id, text, meta) =
-            (field_len(d.id)?, field_len(d.text.unwrap_or(""))?, field_len(d.metadata.unwrap_or(""))?);
-        let flags = if d.text.is_some() { HAS_TEXT } else { 0 } | if d.metadata.is_some() { HAS_METADATA } else { 0 };
+        let (id, title, text, meta) = (
+            field_len(d.id)?,
+            field_len(d.title.unwrap_or(""))?,
+            field_len(d.text.unwrap_or(""))?,
+            field_len(d.metadata.unwrap_or(""))?,
+        );
+        let flags = if d.text.is_some() { HAS_TEXT } else { 0 }
+            | if d.metadata.is_some() { HAS_METADATA } else { 0 }
+            | if d.title.is_some() { HAS_TITLE } else { 0 };
         entry[0..8].copy_from_slice(&start.to_le_bytes());
-        entry[8..12].copy_from_slice(&id.to_le_bytes());
-        entry[12..16].copy_from_slice(&text.to_le_bytes());
-        entry[16..20].copy_from_slice(&meta.to_le_bytes());
-        entry[20..24].copy_from_slice(&flags.to_le_bytes());
+        for (i, value) in [id, title, text, meta, flags, 0].into_iter().enumerate() {
+            entry[8 + 4 * i..12 + 4 * i].copy_from_slice(&value.to_le_bytes());
+        }
         w.write(&entry)?;
-        start += u64::from(id) + u64::from(text) + u64::from(meta);
+        start += u64::from(id) + u64::from(title) + u64::from(text) + u64::from(meta);
     }
     for d in docs {
         w.write(d.id.as_bytes())?;
+        w.write(d.title.unwrap_or("").as_bytes())?;
         w.write(d.text.unwrap_or("").as_bytes())?;
         w.write(d.metadata.unwrap_or("").as_bytes())?;
     }
@@ -87,6 +107,7 @@ pub fn write<'a>(
 #[derive(Debug)]
 pub struct DocStore {
     map: Mmap,
+    version: u32,
     count: usize,
     table: usize,
     data: usize,
@@ -115,17 +136,26 @@ impl DocStore {
         if xxhash_rust::xxh3::xxh3_64(&map[..HEADER - 8]) != checksum {
             return Err(damaged("the header checksum does not match"));
         }
-        if version != VERSION || stored != count as u64 {
+        if !(version == 1 || version == VERSION) || stored != count as u64 {
             return Err(damaged(&format!(
                 "it holds {stored} documents (version {version}), the manifest expects {count}"
             )));
         }
-        let table_end = table.checked_add((count * ENTRY) as u64);
+        let entry = if version == 1 { ENTRY_V1 } else { ENTRY };
+        let table_end = table.checked_add((count * entry) as u64);
         let data_end = data.checked_add(data_len);
         if table_end != Some(data) || data_end != Some(map.len() as u64) {
             return Err(damaged("its sections do not fit the file"));
         }
-        Ok(DocStore { map, count, table: table as usize, data: data as usize, data_len: data_len as usize, path })
+        Ok(DocStore {
+            map,
+            version,
+            count,
+            table: table as usize,
+            data: data as usize,
+            data_len: data_len as usize,
+            path,
+        })
     }
 
     /// Document `doc`.
@@ -134,12 +164,16 @@ impl DocStore {
         if doc >= self.count {
             return Err(Error::InvalidInput(format!("document {doc} is out of range ({} documents)", self.count)));
         }
-        let e = &self.map[self.table + doc * ENTRY..self.table + (doc + 1) * ENTRY];
-        let le32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let size = if self.version == 1 { ENTRY_V1 } else { ENTRY };
+        let e = &self.map[self.table + doc * size..self.table + (doc + 1) * size];
+        let le32 = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]) as usize;
         let start = u64::from_le_bytes(e[0..8].try_into().unwrap_or([0; 8])) as usize;
-        let (id_len, text_len, meta_len, flags) =
-            (le32(&e[8..12]), le32(&e[12..16]), le32(&e[16..20]), le32(&e[20..24]) as u32);
-        let end = start.checked_add(id_len + text_len + meta_len);
+        let (id_len, title_len, text_len, meta_len, flags) = if self.version == 1 {
+            (le32(8), 0, le32(12), le32(16), le32(20) as u32 & !HAS_TITLE)
+        } else {
+            (le32(8), le32(12), le32(16), le32(20), le32(24) as u32)
+        };
+        let end = start.checked_add(id_len + title_len + text_len + meta_len);
         if end.is_none_or(|end| end > self.data_len) {
             return Err(Error::corrupt(&self.path, format!("the entry of document {doc} points outside the data")));
         }
@@ -148,10 +182,13 @@ impl DocStore {
             std::str::from_utf8(&self.map[from..from + len])
                 .map_err(|_| Error::corrupt(&self.path, format!("document {doc} holds invalid UTF-8")))
         };
+        let (title_at, text_at) = (base + id_len, base + id_len + title_len);
+        let meta_at = text_at + text_len;
         Ok(StoredDoc {
             id: field(base, id_len)?,
-            text: if flags & HAS_TEXT != 0 { Some(field(base + id_len, text_len)?) } else { None },
-            metadata: if flags & HAS_METADATA != 0 { Some(field(base + id_len + text_len, meta_len)?) } else { None },
+            title: if flags & HAS_TITLE != 0 { Some(field(title_at, title_len)?) } else { None },
+            text: if flags & HAS_TEXT != 0 { Some(field(text_at, text_len)?) } else { None },
+            metadata: if flags & HAS_METADATA != 0 { Some(field(meta_at, meta_len)?) } else { None },
         })
     }
 
@@ -174,9 +211,9 @@ mod tests {
     fn documents_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let docs = vec![
-            StoredDoc { id: "a", text: Some("first text"), metadata: Some("{\"k\":1}") },
-            StoredDoc { id: "ü-2", text: None, metadata: None },
-            StoredDoc { id: "c", text: Some(""), metadata: None },
+            StoredDoc { id: "a", title: Some("A Title"), text: Some("first text"), metadata: Some("{\"k\":1}") },
+            StoredDoc { id: "ü-2", title: None, text: None, metadata: None },
+            StoredDoc { id: "c", title: Some(""), text: Some(""), metadata: None },
         ];
         let record = write(dir.path(), "d", docs.clone().into_iter()).unwrap();
         let store = DocStore::open(dir.path(), &record, 3).unwrap();
@@ -185,5 +222,32 @@ mod tests {
         }
         assert!(store.get(3).is_err());
         assert!(DocStore::open(dir.path(), &record, 2).is_err());
+    }
+
+    /// A version-1 store (no titles, 24-byte entries), as earlier Barista wrote it.
+    #[test]
+    fn version_1_stores_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, text, meta) = ("a", "first text", "{\"title\":\"T\"}");
+        let count = 1u64;
+        let (table, data) = (HEADER as u64, (HEADER + ENTRY_V1) as u64);
+        let data_len = (id.len() + text.len() + meta.len()) as u64;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        for v in [count, table, data, data_len] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let checksum = xxhash_rust::xxh3::xxh3_64(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        for v in [id.len() as u32, text.len() as u32, meta.len() as u32, HAS_TEXT | HAS_METADATA] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes.extend_from_slice(format!("{id}{text}{meta}").as_bytes());
+        let record = crate::files::write_file(dir.path(), "v1", &bytes).unwrap();
+        let store = DocStore::open(dir.path(), &record, 1).unwrap();
+        assert_eq!(store.get(0).unwrap(), StoredDoc { id, title: None, text: Some(text), metadata: Some(meta) });
     }
 }

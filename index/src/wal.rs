@@ -8,9 +8,9 @@
 //!                    payload length u32, 0 u32, xxh3-64(payload) u64, payload
 //!                  payload: first sequence number u64, operation count u32, operations:
 //!                    kind u8 (1 = upsert, 2 = delete), id (u32 length + UTF-8)
-//!                    upsert: flags u8 (bit 0 text, bit 1 metadata), text and metadata when
-//!                            flagged (u32 length + UTF-8 each), rung count u32, per stored rung
-//!                            dim u32 and dim × f32
+//!                    upsert: flags u8 (bit 0 text, bit 1 metadata, bit 2 title), the text,
+//!                            metadata and title when flagged (u32 length + UTF-8 each), rung
+//!                            count u32, per stored rung dim u32 and dim × f32
 //! ```
 //!
 //! One record holds one request's operations (numbered `first, first + 1, …`), so a request is
@@ -42,6 +42,7 @@ const UPSERT: u8 = 1;
 const DELETE: u8 = 2;
 const HAS_TEXT: u8 = 1;
 const HAS_METADATA: u8 = 2;
+const HAS_TITLE: u8 = 4;
 
 /// One logged operation.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,9 +113,10 @@ pub fn encode_record(out: &mut Vec<u8>, first_seq: u64, ops: &[Op]) {
                 out.push(UPSERT);
                 put_str(out, &doc.id);
                 let flags = if doc.text.is_some() { HAS_TEXT } else { 0 }
-                    | if doc.metadata.is_some() { HAS_METADATA } else { 0 };
+                    | if doc.metadata.is_some() { HAS_METADATA } else { 0 }
+                    | if doc.title.is_some() { HAS_TITLE } else { 0 };
                 out.push(flags);
-                for field in [&doc.text, &doc.metadata].into_iter().flatten() {
+                for field in [&doc.text, &doc.metadata, &doc.title].into_iter().flatten() {
                     put_str(out, field);
                 }
                 out.extend_from_slice(&(doc.vectors.len() as u32).to_le_bytes());
@@ -154,6 +156,7 @@ fn decode_payload(config: &IndexConfig, payload: &[u8]) -> std::result::Result<(
                 let flags = r.take(1).ok_or_else(short)?[0];
                 let text = if flags & HAS_TEXT != 0 { Some(string(&mut r)?) } else { None };
                 let metadata = if flags & HAS_METADATA != 0 { Some(string(&mut r)?) } else { None };
+                let title = if flags & HAS_TITLE != 0 { Some(string(&mut r)?) } else { None };
                 let rungs = r.u32().ok_or_else(short)? as usize;
                 if rungs != config.rungs.len() {
                     return Err(format!("a document has {rungs} rungs, the index {}", config.rungs.len()));
@@ -166,7 +169,9 @@ fn decode_payload(config: &IndexConfig, payload: &[u8]) -> std::result::Result<(
                         bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<_>>(),
                     );
                 }
-                let doc = NewDocument::new(config, id, text, metadata, vectors).map_err(|e| e.to_string())?;
+                let doc = NewDocument::new(config, id, text, metadata, vectors)
+                    .and_then(|d| d.with_title(title))
+                    .map_err(|e| e.to_string())?;
                 ops.push(Op::Upsert(doc));
             }
             other => return Err(format!("unknown operation kind {other}")),
@@ -387,6 +392,8 @@ mod tests {
         let meta = Some(format!("{{\"x\": {x}}}"));
         Op::Upsert(
             NewDocument::new(c, id.into(), Some(format!("text {id}")), meta, vec![vec![x, 1.0], vec![x, 2.0, 3.0]])
+                .unwrap()
+                .with_title((x > 0.0).then(|| format!("title of {id}")))
                 .unwrap(),
         )
     }

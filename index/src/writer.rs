@@ -399,8 +399,12 @@ impl IndexWriter {
         let id = inner.reserve();
         let blocks: Vec<Vec<f32>> =
             (0..config.rungs.len()).map(|r| kept.iter().flat_map(|d| d.vectors[r].iter().copied()).collect()).collect();
-        let fields =
-            kept.iter().map(|d| StoredDoc { id: &d.id, text: d.text.as_deref(), metadata: d.metadata.as_deref() });
+        let fields = kept.iter().map(|d| StoredDoc {
+            id: &d.id,
+            title: d.title.as_deref(),
+            text: d.text.as_deref(),
+            metadata: d.metadata.as_deref(),
+        });
         let written =
             write_segment(inner.index.dir(), id, &config, fields, &blocks, inner.index.kernels(), progress, &|| {
                 inner.stopping.load(Ordering::Relaxed)

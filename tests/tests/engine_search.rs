@@ -340,3 +340,37 @@ fn filters_compare_numbers_as_numbers() {
         e.flush().unwrap();
     }
 }
+
+/// The title is stored on its own: a document with both a title and a `"title"` in its
+/// metadata keeps both apart, and one with only a title gets no metadata it never had — in the
+/// mutable segment, after a flush and after reopening.
+#[test]
+fn title_and_metadata_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::create(dir.path(), &CreateOptions::new(model_arg())).unwrap();
+    let both = Document {
+        id: "both".into(),
+        text: "Body text.".into(),
+        title: Some("Real Title".into()),
+        metadata: Some(serde_json::json!({"title": "Meta Title"})),
+    };
+    let title_only =
+        Document { id: "title-only".into(), text: "Other text.".into(), title: Some("Only".into()), metadata: None };
+    e.add(&[both.clone(), title_only.clone()]).unwrap();
+    let check = |e: &Engine| {
+        assert_eq!(e.get("both").unwrap().unwrap(), both);
+        assert_eq!(e.get("title-only").unwrap().unwrap(), title_only);
+        let request =
+            SearchRequest { include_text: true, include_metadata: true, ..SearchRequest::text("body text").with_k(2) };
+        let hits = e.search(&request).unwrap().hits;
+        let hit = hits.iter().find(|h| h.id == "both").unwrap();
+        assert_eq!(hit.title.as_deref(), Some("Real Title"));
+        assert_eq!(hit.metadata, Some(serde_json::json!({"title": "Meta Title"})));
+        assert!(hits.iter().find(|h| h.id == "title-only").unwrap().metadata.is_none());
+    };
+    check(&e);
+    e.flush().unwrap();
+    check(&e);
+    drop(e);
+    check(&Engine::open(dir.path(), &OpenOptions::default()).unwrap());
+}

@@ -99,6 +99,9 @@ pub struct SearchHit {
     pub score: f32,
     /// The rung of the stage that scored it last.
     pub rung: Rung,
+    /// Stored title, with the text, when asked for (and the document has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// Stored text, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
