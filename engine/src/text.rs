@@ -167,19 +167,6 @@ impl TextTokenizer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::prefix;
-
-    #[test]
-    fn prefixes_end_before_a_whitespace_and_respect_characters() {
-        assert_eq!(prefix("short", 10), None);
-        assert_eq!(prefix("one two three", 9), Some("one two"));
-        assert_eq!(prefix("éééé éé", 5), Some("éééé"));
-        assert_eq!(prefix("abcdefgh", 4), Some("abcd"), "no whitespace: cut at the character bound");
-    }
-}
-
 /// Checks token ids against the model's tables.
 pub(crate) fn check_tokens(
     tokens: &Tokens,
@@ -212,4 +199,17 @@ pub(crate) fn check_tokens(
         return Err(Error::InvalidRequest(format!("token type {bad} is outside the model's {type_vocab_size} types")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix;
+
+    #[test]
+    fn prefixes_end_before_a_whitespace_and_respect_characters() {
+        assert_eq!(prefix("short", 10), None);
+        assert_eq!(prefix("one two three", 9), Some("one two"));
+        assert_eq!(prefix("éééé éé", 5), Some("éééé"));
+        assert_eq!(prefix("abcdefgh", 4), Some("abcd"), "no whitespace: cut at the character bound");
+    }
 }
