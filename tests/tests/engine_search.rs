@@ -63,7 +63,7 @@ fn profiles_search_and_exact_is_the_true_ranking() {
     assert_eq!(exact.stages[0].rung, largest);
     for h in &exact.hits {
         assert_eq!(h.rung, largest);
-        assert!(h.text.is_none() && h.metadata.is_none(), "fields only when asked for");
+        assert!(h.text.is_none() && h.title.is_none() && h.metadata.is_none(), "fields only when asked for");
     }
     // The cascades climb the ladder and agree with exact at the top on this small set.
     for profile in ["balanced", "fast"] {
@@ -82,7 +82,8 @@ fn profiles_search_and_exact_is_the_true_ranking() {
     let first = docs.iter().find(|d| d.id == r.hits[0].id).unwrap();
     assert_eq!(r.hits[0].text.as_deref(), Some(first.text.as_str()));
     assert_eq!(r.hits[0].metadata.as_ref().unwrap()["source"], "scifact");
-    assert_eq!(r.hits[0].metadata.as_ref().unwrap()["title"], first.title.clone().unwrap().as_str());
+    assert_eq!(r.hits[0].title, first.title, "the title comes with the text, apart from the metadata");
+    assert!(r.hits[0].metadata.as_ref().unwrap().get("title").is_none());
 }
 
 #[test]
