@@ -7,7 +7,13 @@ single-query latency percentiles and documents per second.
 
 Documents are encoded the way a careful onnxruntime user would: sorted by length and run in
 batches padded to the longest text of each batch, with an attention mask.
+
+It also reports what it ran with (onnxruntime's intra-op threads: 0 means its default, one per
+physical core; the machine's logical cores) and, for the query and the first documents, the
+mean-pooled last hidden state, so that the benchmark can check both engines compute the same
+thing.
 """
+import os
 import argparse
 import json
 import sys
@@ -28,6 +34,7 @@ def main():
     p.add_argument("--query-runs", type=int, default=1000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = onnxruntime's default)")
+    p.add_argument("--check", type=int, default=5, help="documents whose pooled output is returned")
     args = p.parse_args()
 
     with open(args.inputs) as f:
@@ -50,6 +57,13 @@ def main():
         if "token_type_ids" in names:
             f["token_type_ids"] = np.zeros_like(ids)
         return f
+
+    def pooled(seq):
+        """Mean over tokens of the last hidden state (the model's pooling)."""
+        hidden = session.run(None, feed([seq]))[0][0]
+        return hidden.mean(axis=0).tolist()
+
+    check = [pooled(inputs["query"])] + [pooled(d) for d in inputs["documents"][: args.check]]
 
     query = feed([inputs["query"]])
     for _ in range(50):
@@ -80,6 +94,9 @@ def main():
             "documents_seconds": elapsed,
             "documents_per_second": len(docs) / elapsed,
             "batch": args.batch,
+            "intra_op_threads": so.intra_op_num_threads,
+            "logical_cores": os.cpu_count(),
+            "check_vectors": check,
         },
         sys.stdout,
     )

@@ -175,8 +175,25 @@ pub fn run(args: &Args) -> Result<()> {
         documents.push(row);
     }
 
-    // 3. The onnxruntime anchor on the same token ids.
-    let anchor = if args.no_anchor { None } else { Some(run_anchor(args, &tokens, &doc_tokens)?) };
+    // 3. The onnxruntime anchor on the same token ids, and a check that it computes what
+    //    Barista computes (mean-pooled last layer of the query and the first documents).
+    let anchor = if args.no_anchor {
+        None
+    } else {
+        let mut anchor = run_anchor(args, &tokens, &doc_tokens)?;
+        let theirs: Vec<Vec<f32>> = serde_json::from_value(anchor["check_vectors"].take()).unwrap_or_default();
+        let mut ours = vec![f32_encoder.encode_tokens(std::slice::from_ref(&tokens), &[full])?.vector(0, 0).to_vec()];
+        let checked = theirs.len().saturating_sub(1).min(doc_tokens.len());
+        let docs = f32_encoder.encode_tokens(&doc_tokens[..checked], &[full])?;
+        ours.extend((0..checked).map(|i| docs.vector(i, 0).to_vec()));
+        let min = ours.iter().zip(&theirs).map(|(a, b)| cosine(a, b)).fold(1.0, f64::min);
+        eprintln!("onnxruntime's pooled outputs against Barista's: min cosine {min:.7} over {} texts", ours.len());
+        if theirs.len() != ours.len() || min < 0.9999 {
+            bail!("onnxruntime and Barista disagree (min cosine {min:.7}): the anchor would not be comparable");
+        }
+        anchor["output_check"] = serde_json::json!({"texts": ours.len(), "min_cosine": min});
+        Some(anchor)
+    };
 
     let report = Report {
         model: encoder.name().to_string(),
@@ -273,6 +290,18 @@ fn print_markdown(r: &Report) {
             a["onnxruntime"].as_str().unwrap_or("?"),
             a["batch"],
             a["documents_per_second"].as_f64().unwrap_or(f64::NAN)
+        );
+        let threads = match a["intra_op_threads"].as_u64() {
+            Some(0) | None => "its default (one per physical core)".to_string(),
+            Some(n) => n.to_string(),
+        };
+        println!(
+            "\nonnxruntime ran with intra-op threads: {threads}, on {} logical cores (Barista: {} threads); its \
+             mean-pooled outputs match Barista's f32 ones at cosine ≥ {:.7} over {} texts.",
+            a["logical_cores"],
+            r.threads,
+            a["output_check"]["min_cosine"].as_f64().unwrap_or(f64::NAN),
+            a["output_check"]["texts"]
         );
     }
 }

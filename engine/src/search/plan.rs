@@ -47,8 +47,10 @@ pub struct IndexShape {
 /// Named plans.
 pub const PROFILES: &[&str] = &["fast", "balanced", "exact"];
 
-/// Below this many documents, an exhaustive scan of a small rung beats the HNSW graph at the
-/// generous shortlists 2D cascades need (measured: see BENCHMARKS.md).
+/// Below this many documents the profiles shortlist by an exhaustive scan of a small rung
+/// rather than the HNSW graph. Measured only at 50,000 documents so far (there a scan beats the
+/// graph at the generous shortlists 2D cascades need, see BENCHMARKS.md); the switch point
+/// itself is an estimate from how both costs grow, not yet a measurement.
 pub const SCAN_BELOW_DOCS: u64 = 200_000;
 
 /// A plan: the stages in order. The last stage's `keep` is the number of hits returned.
