@@ -121,6 +121,9 @@ fn a_hit_that_is_the_query_itself_is_dropped_for_beir_as_beir_does() {
     assert_eq!(report["conventions"]["identical_ids"], "kept_by_request");
     let kept = report["profiles"]["exact"]["ndcg@10"].as_f64().unwrap();
     assert!((kept - 1.0 / 3f64.log2()).abs() < 1e-4, "a2 second behind a1 itself: {kept}");
+    // At depth 1 the query itself takes the only place unless one more hit is asked for.
+    let (report, _) = bench_json(&data, &["--depth", "1"]);
+    assert!((report["profiles"]["exact"]["ndcg@10"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{report}");
 }
 
 #[test]
@@ -146,11 +149,20 @@ fn every_judged_query_counts_blank_ones_too_and_repeated_ids_are_reported() {
     let (_, stderr) = bench_json(&data, &["--index", index.to_str().unwrap()]);
     assert!(stderr.contains("reusing the index"), "{stderr}");
 
-    let queries = [("q1", Some("red fruit")), ("q2", Some("salt water")), ("q3", Some("   ")), ("q4", None)];
+    // q1 is listed twice: its last text wins (as a dictionary of queries keeps it); were the
+    // first one used, d1 would rank second and the mean would not be 0.5.
+    let queries = [
+        ("q1", Some("the salty ocean")),
+        ("q1", Some("red fruit")),
+        ("q2", Some("salt water")),
+        ("q3", Some("   ")),
+        ("q4", None),
+    ];
     let qrels = [("q1", "d1", 1), ("q2", "d2", 1), ("q3", "d1", 1), ("q4", "d2", 1)];
     let data = beir(&dir.path().join("blank"), &corpus, &queries, &qrels);
     let (report, stderr) = bench_json(&data, &[]);
     assert!(stderr.contains("query \"q3\" is blank") && stderr.contains("query \"q4\" is blank"), "{stderr}");
+    assert!(stderr.contains("1 queries repeat an id") && stderr.contains("\"q1\""), "{stderr}");
     assert_eq!(report["queries"], 4);
     assert_eq!(report["conventions"]["blank_queries"], serde_json::json!(["q3", "q4"]));
     assert!((report["profiles"]["exact"]["ndcg@10"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{report}");

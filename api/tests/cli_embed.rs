@@ -10,6 +10,11 @@ use std::process::{Output, Stdio};
 
 /// Runs `barista` with `args`, feeding it `stdin`.
 fn barista(args: &[&str], stdin: Option<&str>) -> Output {
+    barista_bytes(args, stdin.unwrap_or("").as_bytes())
+}
+
+/// Runs `barista` with `args`, feeding it `input` as it is (not necessarily UTF-8).
+fn barista_bytes(args: &[&str], input: &[u8]) -> Output {
     let mut child = barista_command()
         .args(args)
         .stdin(Stdio::piped())
@@ -17,9 +22,9 @@ fn barista(args: &[&str], stdin: Option<&str>) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let input = stdin.unwrap_or("").to_string();
+    let input = input.to_vec();
     let mut pipe = child.stdin.take().unwrap();
-    std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    std::thread::spawn(move || pipe.write_all(&input));
     child.wait_with_output().unwrap()
 }
 
@@ -61,6 +66,19 @@ fn selected_rungs_and_texts_from_stdin() {
     let rungs = out[1]["rungs"].as_array().unwrap();
     assert_eq!(rungs.len(), 2);
     assert_eq!(rungs[1]["vector"].as_array().unwrap().len(), 16);
+}
+
+#[test]
+fn texts_from_stdin_are_read_as_data_set_lines_are() {
+    // Invalid UTF-8 is repaired and reported, blank lines are skipped: as for every other file.
+    let m = model();
+    let output = barista_bytes(&["embed", "--model", &m, "--rung", "2,64"], b"caf\xe9 au lait\n\n  \nsecond text\n");
+    let out = lines(&output);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["text"], "caf\u{fffd} au lait");
+    assert_eq!(out[1]["text"], "second text");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("standard input"), "{stderr}");
 }
 
 #[test]

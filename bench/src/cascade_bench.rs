@@ -269,6 +269,10 @@ pub struct FrontierArgs {
     /// Run only this plan (and exact), printing its per-stage times.
     #[arg(long)]
     only: Option<String>,
+    /// Which judged queries to run (the profiles' constants were chosen on `test`; `train`
+    /// shows them on queries they were not tuned on).
+    #[arg(long, default_value = "test")]
+    split: String,
 }
 
 /// Splits an abstract into sentences (at ". ", "? ", "! " followed by an upper-case letter or
@@ -332,9 +336,9 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
     let mut options = CreateOptions::new(&args.model);
     options.graph_rung = args.graph_rung;
     let engine = build_or_open(&index_dir, &options, docs.into_iter().map(Ok), total)?;
-    let (queries, _) = data.judged_queries("test", &barista_datasets::Reading::strict())?;
+    let (queries, _) = data.judged_queries(&args.split, &barista_datasets::Reading::strict())?;
     let n = engine.index().snapshot().len();
-    eprintln!("{n} passages, {} test queries", queries.len());
+    eprintln!("{n} passages, {} {} queries", queries.len(), args.split);
     let shape = engine.shape();
     let r = |l: usize, d: usize| Rung::new(l, d);
     let largest = *shape.rungs.last().unwrap_or(&r(6, 384));
@@ -453,8 +457,9 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
     }
     let exact_search = rows[0].search.p50_ms;
     println!(
-        "\n### Quality/cost frontier: {n} SciFact passages (abstracts + sentences), {} test queries\n",
-        queries.len()
+        "\n### Quality/cost frontier: {n} SciFact passages (abstracts + sentences), {} {} queries\n",
+        queries.len(),
+        args.split
     );
     println!("| plan | top-10 overlap with exact | search p50 ms | search / exact | end-to-end p50 ms |");
     println!("| --- | ---: | ---: | ---: | ---: |");

@@ -159,6 +159,9 @@ pub struct OpenArgs {
     /// Reuse an index already built in --dir.
     #[arg(long)]
     reuse: bool,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// The shared model's ladder, stored in f16, graph on (2,64).
@@ -244,6 +247,8 @@ pub fn open(args: &OpenArgs) -> Result<()> {
     snapshot.exact_search(5, &q, 10)?;
     let first_scan = t.elapsed().as_secs_f64() * 1e3;
     let q64 = synthetic_vector(u64::MAX - 1, 64);
+    let found = snapshot.graph_search(&q64, 100, 128)?.len();
+    anyhow::ensure!(found == 100, "the graph search found {found} hits, not 100");
     let graph = time_runs(20, 200, || {
         std::hint::black_box(snapshot.graph_search(&q64, 100, 128).ok());
     });
@@ -258,6 +263,13 @@ pub fn open(args: &OpenArgs) -> Result<()> {
     println!("| load the HNSW graph (verified) | {graphs:.2} s |");
     println!("| first exact scan of rung (6,384) (pages in from disk/cache) | {first_scan:.1} ms |");
     println!("| graph search, top 100, ef 128, p50 | {:.3} ms |", graph.p50_ms);
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "documents": snapshot.len(), "bytes": bytes, "open": open, "load_graphs_seconds": graphs,
+            "first_exact_scan_ms": first_scan, "graph_search_top100_ef128": graph,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
     Ok(())
 }
 
@@ -270,6 +282,9 @@ pub struct StorageArgs {
     /// BEIR data set folder (corpus.jsonl, queries.jsonl, qrels/test.tsv).
     #[arg(long, default_value = "../shared/datasets/scifact")]
     dataset: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 pub fn storage(args: &StorageArgs) -> Result<()> {
@@ -339,6 +354,7 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
     println!("| rung | storage | nDCG@10 | top-10 overlap with f32 | max score difference |");
     println!("| --- | --- | ---: | ---: | ---: |");
     let _ = f32_bytes;
+    let mut rows = Vec::new();
     for (r, rung) in rungs.iter().enumerate() {
         for (element, (runs, _)) in &results {
             let ndcg = mean_over_judged(&runs[r], &qrels, |run, q| ndcg_at(run, q, 10));
@@ -357,7 +373,16 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
             }
             overlap /= f32_runs[r].len() as f64;
             println!("| {rung} | {element} | {ndcg:.4} | {overlap:.4} | {max_diff:.2e} |");
+            rows.push(serde_json::json!({
+                "rung": rung.to_string(), "storage": element.to_string(), "ndcg@10": ndcg,
+                "overlap@10_with_f32": overlap, "max_score_difference": max_diff,
+            }));
         }
+    }
+    if let Some(path) = &args.json {
+        let bytes: BTreeMap<String, u64> = results.iter().map(|(e, (_, b))| (e.to_string(), *b)).collect();
+        let json = serde_json::json!({"queries": queries.len(), "vector_file_bytes": bytes, "rows": rows});
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
 }

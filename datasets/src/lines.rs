@@ -120,12 +120,20 @@ impl Reading {
 /// [`Reading`]).
 pub fn read_lines(path: &Path, reading: &Reading) -> Result<impl Iterator<Item = Result<(usize, String)>> + use<>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let path: PathBuf = path.to_path_buf();
+    Ok(lines_of(BufReader::with_capacity(1 << 20, file), path, reading))
+}
+
+/// [`read_lines`] over any reader (standard input, say), named `name` in errors and warnings.
+pub fn lines_of<R: BufRead>(
+    mut reader: R,
+    name: &Path,
+    reading: &Reading,
+) -> impl Iterator<Item = Result<(usize, String)>> + use<R> {
+    let path: PathBuf = name.to_path_buf();
     let reading = reading.clone();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut number = 0;
     let mut buffer = Vec::new();
-    Ok(std::iter::from_fn(move || {
+    std::iter::from_fn(move || {
         loop {
             buffer.clear();
             number += 1;
@@ -155,7 +163,7 @@ pub fn read_lines(path: &Path, reading: &Reading) -> Result<impl Iterator<Item =
             };
             return Some(Ok((number, text)));
         }
-    }))
+    })
 }
 
 /// Parses line `number` of `path` as JSON into `T`. A lone UTF-16 surrogate escape is

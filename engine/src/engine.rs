@@ -518,8 +518,24 @@ impl Engine {
         qrels: &BTreeMap<String, BTreeMap<String, i32>>,
         target: f64,
     ) -> Result<StopRule> {
+        self.calibrate_with(profile, queries, qrels, target, false)
+    }
+
+    /// [`Engine::calibrate`]; `drop_identical_ids` leaves out hits whose document id is the
+    /// query's id before scoring, as BEIR's evaluation (and `barista bench` on BEIR data sets)
+    /// does.
+    pub fn calibrate_with(
+        &self,
+        profile: &str,
+        queries: &[(String, String)],
+        qrels: &BTreeMap<String, BTreeMap<String, i32>>,
+        target: f64,
+        drop_identical_ids: bool,
+    ) -> Result<StopRule> {
         let k = 10;
-        let request = SearchRequest::text("calibration").with_k(k).with_profile(profile);
+        // One more hit, when the query itself is dropped, so that k remain.
+        let request =
+            SearchRequest::text("calibration").with_k(k + usize::from(drop_identical_ids)).with_profile(profile);
         let snapshot = self.inner.index.snapshot();
         let shape = shape_of(&snapshot);
         let plan = plan_in(&request, &shape)?;
@@ -538,13 +554,24 @@ impl Engine {
                 Some(text) if !text.trim().is_empty() => {
                     let request = SearchRequest { query: Some(text.to_string()), ..request.clone() };
                     let outcome = self.run_cascade(&request, &snapshot, &shape, &plan, None, true)?;
-                    outcome
+                    let ranked = outcome
                         .trace
                         .iter()
                         .map(|hits| {
-                            hits.iter().take(k).map(|h| snapshot.doc(h.address).map(|d| d.id.to_string())).collect()
+                            let keep = k + usize::from(drop_identical_ids);
+                            hits.iter().take(keep).map(|h| snapshot.doc(h.address).map(|d| d.id.to_string())).collect()
                         })
-                        .collect::<barista_index::Result<Vec<Vec<String>>>>()?
+                        .collect::<barista_index::Result<Vec<Vec<String>>>>()?;
+                    ranked
+                        .into_iter()
+                        .map(|mut ids| {
+                            if drop_identical_ids {
+                                ids.retain(|d| d != id);
+                            }
+                            ids.truncate(k);
+                            ids
+                        })
+                        .collect()
                 }
                 _ => vec![Vec::new(); plan.stages.len()],
             };

@@ -3,7 +3,8 @@
 //! *descending* order (trec_eval sorts `(score, docno)` descending), grades ≤ 0 are not
 //! relevant, and every query with judgements counts in a mean: one judged only with grade 0
 //! (nothing relevant) scores 0, and so does one without results (averaging as `trec_eval -c`
-//! and pytrec_eval do). `barista bench` and `barista calibrate` both average with
+//! does; pytrec_eval averages over the queries of the run, which in `barista bench` holds every
+//! judged query, so the two agree). `barista bench` and `barista calibrate` both average with
 //! [`mean_over_judged`]; the tests compare these metrics with pytrec_eval on real run files.
 
 use std::collections::BTreeMap;

@@ -38,33 +38,38 @@ impl Tokens {
 }
 
 /// Characters per token the first cut of a long text allows. WordPiece tokens of English
-/// average about 4 characters; a cut that leaves too few tokens is widened and tried again.
+/// average about 4 characters; a cut that leaves too few whole words is widened and tried
+/// again.
 const CHARS_PER_TOKEN: usize = 16;
 
-/// The longest prefix of `text` of at most `chars` characters that ends before a whitespace
-/// (so that no word is split and its tokens are exactly the first tokens of `text`), or
-/// `None` when `text` is not longer than that.
+/// The first `chars` characters of `text`, or `None` when it has no more than that.
 fn prefix(text: &str, chars: usize) -> Option<&str> {
     if text.len() <= chars {
         return None;
     }
-    let (end, _) = text.char_indices().nth(chars)?;
-    Some(match text[..end].rfind(char::is_whitespace) {
-        Some(space) if space > 0 => &text[..space],
-        _ => &text[..end],
-    })
+    text.char_indices().nth(chars).map(|(end, _)| &text[..end])
+}
+
+/// Where the last word of `prefix` begins: after its last ASCII space, tab or line break (the
+/// splits every BERT pre-tokenizer makes, whatever its normaliser removes), or 0.
+fn last_word_start(prefix: &str) -> usize {
+    prefix.rfind([' ', '\t', '\n', '\r']).map_or(0, |i| i + 1)
 }
 
 /// One tokenizer per text kind (they differ only in truncation).
 ///
-/// Long texts are cut before tokenizing, since only their first tokens are kept: the text is cut
-/// at a whitespace at most `max_length × 16` characters in; if the prefix still yields
-/// `max_length` tokens the result is exactly the whole text's (the prefix's tokens are the
-/// whole text's first ones), otherwise the cut is widened fourfold and tried again, up to the
-/// whole text. A 15 MB document thus costs what its first few kilobytes cost.
+/// Long texts are cut before tokenizing, since only their first `max_length` tokens are kept:
+/// the text's first `max_length × 16` characters are tokenized without truncation, and if the
+/// tokens that truncation would keep all end before the prefix's last (possibly cut) word, they
+/// are exactly the whole text's first tokens (words before the last are whole, and BERT
+/// tokenizes words independently), so the truncated prefix is the answer; otherwise the cut is
+/// widened fourfold and tried again, up to the whole text. A 15 MB document thus costs what its
+/// first few kilobytes cost.
 pub(crate) struct TextTokenizer {
     query: Tokenizer,
     passage: Tokenizer,
+    /// Without truncation: for checking where a cut text's kept tokens end.
+    whole: Tokenizer,
     query_max: usize,
     passage_max: usize,
     vocab_size: usize,
@@ -95,9 +100,15 @@ impl TextTokenizer {
             .map_err(|e| Error::invalid_file(path, format!("cannot set truncation to {max_length}: {e}")))?;
             Ok(t)
         };
+        let mut whole = base.clone();
+        whole.with_padding(None);
+        whole
+            .with_truncation(None)
+            .map_err(|e| Error::invalid_file(path, format!("cannot switch truncation off: {e}")))?;
         Ok(Self {
             query: with_max(query_max)?,
             passage: with_max(passage_max)?,
+            whole,
             query_max,
             passage_max,
             vocab_size,
@@ -125,37 +136,47 @@ impl TextTokenizer {
         Ok(Tokens { ids: encoding.get_ids().to_vec(), type_ids: encoding.get_type_ids().to_vec() })
     }
 
+    /// Whether `cut` (a prefix of a longer text) yields exactly the longer text's first `max`
+    /// tokens: every token truncation keeps ends before the cut's last word.
+    fn cut_is_safe(&self, cut: &str, max: usize) -> Result<bool> {
+        let encoding = self.whole.encode(cut, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let offsets = encoding.get_offsets();
+        // Kept: the first max − 1 tokens and the final special token; the last kept content
+        // token is at max − 2 (position 0 is [CLS]).
+        if max < 2 || offsets.len() <= max {
+            return Ok(false);
+        }
+        Ok(offsets[max - 2].1 <= last_word_start(cut))
+    }
+
     /// Tokenizes `text`, cut first when long (see the type's docs).
     pub(crate) fn encode(&self, text: &str, kind: TextKind) -> Result<Tokens> {
         let max = self.max_length(kind);
         let mut chars = max.saturating_mul(CHARS_PER_TOKEN).max(1);
         loop {
-            let Some(cut) = prefix(text, chars) else { return self.check(self.tokenize(text, kind)?) };
-            let tokens = self.tokenize(cut, kind)?;
-            if tokens.len() >= max {
-                return self.check(tokens);
+            match prefix(text, chars) {
+                Some(cut) if self.cut_is_safe(cut, max)? => return self.check(self.tokenize(cut, kind)?),
+                Some(_) => chars = chars.saturating_mul(4),
+                None => return self.check(self.tokenize(text, kind)?),
             }
-            chars = chars.saturating_mul(4);
         }
     }
 
-    /// [`TextTokenizer::encode`] for many texts (their first cuts tokenized as one batch).
+    /// [`TextTokenizer::encode`] for many texts (short ones tokenized as one batch).
     pub(crate) fn encode_batch(&self, texts: &[&str], kind: TextKind) -> Result<Vec<Tokens>> {
         let max = self.max_length(kind);
         let first = max.saturating_mul(CHARS_PER_TOKEN).max(1);
-        let cuts: Vec<&str> = texts.iter().map(|t| prefix(t, first).unwrap_or(t)).collect();
-        let encodings =
-            self.for_kind(kind).encode_batch(cuts.clone(), true).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        encodings
-            .into_iter()
-            .zip(texts.iter().zip(&cuts))
-            .map(|(e, (text, cut))| {
-                let tokens = Tokens { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() };
-                // Cut, and the cut left too few tokens: widen it (rare: very long "words").
-                if cut.len() < text.len() && tokens.len() < max {
-                    return self.encode(text, kind);
+        let short: Vec<&str> = texts.iter().copied().filter(|t| prefix(t, first).is_none()).collect();
+        let mut encodings =
+            self.for_kind(kind).encode_batch(short, true).map_err(|e| Error::Tokenizer(e.to_string()))?.into_iter();
+        texts
+            .iter()
+            .map(|text| match prefix(text, first) {
+                Some(_) => self.encode(text, kind),
+                None => {
+                    let e = encodings.next().ok_or_else(|| Error::Tokenizer("a batch lost a text".into()))?;
+                    self.check(Tokens { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() })
                 }
-                self.check(tokens)
             })
             .collect()
     }
@@ -203,13 +224,15 @@ pub(crate) fn check_tokens(
 
 #[cfg(test)]
 mod tests {
-    use super::prefix;
+    use super::{last_word_start, prefix};
 
     #[test]
-    fn prefixes_end_before_a_whitespace_and_respect_characters() {
+    fn prefixes_count_characters_and_last_words_start_after_ascii_whitespace() {
         assert_eq!(prefix("short", 10), None);
-        assert_eq!(prefix("one two three", 9), Some("one two"));
-        assert_eq!(prefix("éééé éé", 5), Some("éééé"));
-        assert_eq!(prefix("abcdefgh", 4), Some("abcd"), "no whitespace: cut at the character bound");
+        assert_eq!(prefix("one two three", 9), Some("one two t"));
+        assert_eq!(prefix("éééé éé", 5), Some("éééé "));
+        assert_eq!(last_word_start("one two t"), 8);
+        assert_eq!(last_word_start("Seite\x0cEnde"), 0, "a form feed is removed by BERT, not a split");
+        assert_eq!(last_word_start("nowhitespace"), 0);
     }
 }

@@ -10,10 +10,11 @@
 //! ```
 //!
 //! Flags: bit 0 = has text, bit 1 = has metadata, bit 2 = has a title. Version 1 (no titles:
-//! 24-byte entries of start, id, text and metadata lengths and flags) is read as well; its
-//! documents have no title (the engine then kept titles inside the metadata). Every access
-//! checks the entry against the data length and the bytes for UTF-8, so a damaged file yields
-//! an error naming it, never a panic.
+//! 24-byte entries of start, id, text and metadata lengths and flags) is read as well: the
+//! engine that wrote it kept a document's title in its metadata as `"title"`, so a version-1
+//! document's title is that string (its metadata stays as stored), which is also what a merge
+//! carries into a version-2 store. Every access checks the entry against the data length and
+//! the bytes for UTF-8, so a damaged file yields an error naming it, never a panic.
 
 use crate::error::{Error, Result};
 use crate::files::{FileRecord, HashingWriter, Reader, map};
@@ -108,6 +109,8 @@ pub fn write<'a>(
 pub struct DocStore {
     map: Mmap,
     version: u32,
+    /// Version 1 only: each document's title, read from its metadata on first use.
+    legacy_titles: std::sync::OnceLock<Vec<Option<String>>>,
     count: usize,
     table: usize,
     data: usize,
@@ -136,10 +139,13 @@ impl DocStore {
         if xxhash_rust::xxh3::xxh3_64(&map[..HEADER - 8]) != checksum {
             return Err(damaged("the header checksum does not match"));
         }
-        if !(version == 1 || version == VERSION) || stored != count as u64 {
+        if !(version == 1 || version == VERSION) {
             return Err(damaged(&format!(
-                "it holds {stored} documents (version {version}), the manifest expects {count}"
+                "it is a document store of version {version}; this Barista reads versions 1 and {VERSION}"
             )));
+        }
+        if stored != count as u64 {
+            return Err(damaged(&format!("it holds {stored} documents, the manifest expects {count}")));
         }
         let entry = if version == 1 { ENTRY_V1 } else { ENTRY };
         let table_end = table.checked_add((count * entry) as u64);
@@ -150,6 +156,7 @@ impl DocStore {
         Ok(DocStore {
             map,
             version,
+            legacy_titles: std::sync::OnceLock::new(),
             count,
             table: table as usize,
             data: data as usize,
@@ -184,12 +191,45 @@ impl DocStore {
         };
         let (title_at, text_at) = (base + id_len, base + id_len + title_len);
         let meta_at = text_at + text_len;
+        let title = if self.version == 1 {
+            self.legacy_titles()?.get(doc).and_then(|t| t.as_deref())
+        } else if flags & HAS_TITLE != 0 {
+            Some(field(title_at, title_len)?)
+        } else {
+            None
+        };
         Ok(StoredDoc {
             id: field(base, id_len)?,
-            title: if flags & HAS_TITLE != 0 { Some(field(title_at, title_len)?) } else { None },
+            title,
             text: if flags & HAS_TEXT != 0 { Some(field(text_at, text_len)?) } else { None },
             metadata: if flags & HAS_METADATA != 0 { Some(field(meta_at, meta_len)?) } else { None },
         })
+    }
+
+    /// The titles of a version-1 store: each document's metadata `"title"` string, if any.
+    fn legacy_titles(&self) -> Result<&[Option<String>]> {
+        if let Some(titles) = self.legacy_titles.get() {
+            return Ok(titles);
+        }
+        let mut titles = Vec::with_capacity(self.count);
+        for doc in 0..self.count {
+            let e = &self.map[self.table + doc * ENTRY_V1..self.table + (doc + 1) * ENTRY_V1];
+            let le32 = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]) as usize;
+            let start = u64::from_le_bytes(e[0..8].try_into().unwrap_or([0; 8])) as usize;
+            let (id_len, text_len, meta_len, flags) = (le32(8), le32(12), le32(16), le32(20) as u32);
+            let at = start.checked_add(id_len + text_len).filter(|a| a + meta_len <= self.data_len);
+            let title = match at {
+                Some(at) if flags & HAS_METADATA != 0 => {
+                    let bytes = &self.map[self.data + at..self.data + at + meta_len];
+                    serde_json::from_slice::<serde_json::Value>(bytes)
+                        .ok()
+                        .and_then(|m| m.get("title").and_then(|t| t.as_str()).map(str::to_string))
+                }
+                _ => None,
+            };
+            titles.push(title);
+        }
+        Ok(self.legacy_titles.get_or_init(|| titles))
     }
 
     /// Number of documents.
@@ -228,7 +268,7 @@ mod tests {
     #[test]
     fn version_1_stores_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        let (id, text, meta) = ("a", "first text", "{\"title\":\"T\"}");
+        let (id, text, meta) = ("a", "first text", "{\"title\":\"T\",\"k\":1}");
         let count = 1u64;
         let (table, data) = (HEADER as u64, (HEADER + ENTRY_V1) as u64);
         let data_len = (id.len() + text.len() + meta.len()) as u64;
@@ -248,6 +288,7 @@ mod tests {
         bytes.extend_from_slice(format!("{id}{text}{meta}").as_bytes());
         let record = crate::files::write_file(dir.path(), "v1", &bytes).unwrap();
         let store = DocStore::open(dir.path(), &record, 1).unwrap();
-        assert_eq!(store.get(0).unwrap(), StoredDoc { id, title: None, text: Some(text), metadata: Some(meta) });
+        // The title the engine of version 1 kept in the metadata is the title; the metadata stays.
+        assert_eq!(store.get(0).unwrap(), StoredDoc { id, title: Some("T"), text: Some(text), metadata: Some(meta) });
     }
 }

@@ -26,14 +26,16 @@ fn a_cut_text_tokenizes_exactly_like_the_whole_text() {
         (0..300).map(|i| format!("{} ", char::from(b'a' + (i % 26) as u8).to_string().repeat(150))).collect();
     let no_space = "x".repeat(50_000);
     let mixed = format!("{} {}", "y".repeat(10_000), "short words follow here. ".repeat(500));
-    for text in [prose.as_str(), &giant_words, &no_space, &mixed, "A short passage."] {
+    // Form feeds (PDF text): BERT removes them, so "Seite\x0cEnde" is one word to it.
+    let form_feeds = "Seite\x0cEnde des Kapitels\x0cund weiter ".repeat(2_000);
+    for text in [prose.as_str(), &giant_words, &no_space, &mixed, &form_feeds, "A short passage."] {
         for (kind, max) in [(TextKind::Passage, passage_max), (TextKind::Query, query_max)] {
             let ours = e.tokenize(text, kind).unwrap();
             assert_eq!(ours.ids, reference(text, max), "{kind:?} of a {}-byte text", text.len());
         }
     }
     // Batches cut the same way, and embed the same.
-    let texts = [prose.as_str(), &giant_words, "A short passage."];
+    let texts = [prose.as_str(), &giant_words, &form_feeds, "A short passage."];
     let batch = e.encode(&texts, TextKind::Passage, &[Rung::new(6, 384)]).unwrap();
     for (i, text) in texts.iter().enumerate() {
         let single = e.encode(&[text], TextKind::Passage, &[Rung::new(6, 384)]).unwrap();

@@ -30,6 +30,10 @@ pub struct Args {
     /// such lines are repaired or skipped, and a warning names them).
     #[arg(long)]
     strict: bool,
+    /// Keep hits whose document id is the query's id (by default they are left out before
+    /// scoring, as BEIR's evaluation and `barista bench` on BEIR data sets do).
+    #[arg(long)]
+    keep_identical_ids: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -56,7 +60,9 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let pairs: Vec<(String, String)> = queries.iter().map(|q| (q.id.clone(), q.text.clone())).collect();
-    let rule = engine.calibrate(&args.profile, &pairs, &qrels, args.target).context("calibration failed")?;
+    let rule = engine
+        .calibrate_with(&args.profile, &pairs, &qrels, args.target, !args.keep_identical_ids)
+        .context("calibration failed")?;
     println!("{}", serde_json::to_string_pretty(&rule)?);
     eprintln!(
         "calibrated {} on {} queries: nDCG@10 {:.4} (full cascade {:.4}), mean layers {:.2} of {}; stored in the index",

@@ -4,7 +4,7 @@ use super::model_args::ModelArgs;
 use anyhow::{Context, bail};
 use barista_engine::{Rung, TextKind};
 use serde::Serialize;
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -47,8 +47,17 @@ struct RungOut<'a> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let texts = if args.texts.is_empty() {
-        let stdin = std::io::stdin().lock();
-        stdin.lines().collect::<Result<Vec<_>, _>>().context("reading texts from standard input")?
+        // The one line reader: invalid UTF-8 is repaired (and reported), blank lines skipped.
+        let reading = barista_datasets::Reading::tolerant();
+        let name = std::path::Path::new("standard input");
+        let texts = barista_datasets::lines::lines_of(std::io::stdin().lock(), name, &reading)
+            .map(|line| line.map(|(_, text)| text))
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading texts from standard input")?;
+        if let Some(summary) = reading.summary() {
+            eprintln!("warning: {summary}");
+        }
+        texts
     } else {
         args.texts
     };

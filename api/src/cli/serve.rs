@@ -141,6 +141,10 @@ impl Args {
 
 pub fn run(args: Args) -> Result<()> {
     let options = args.options()?;
+    options
+        .keys
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e} (--read-key / --write-key, BARISTA_*_KEY, or the config file)"))?;
     let engine = args.open.open_writer(args.writer.options()?)?;
     if let Some(cut) = engine.stats().writer.and_then(|w| w.recovery.cut) {
         eprintln!("barista: recovering the write-ahead log: {cut}");

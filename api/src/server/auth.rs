@@ -18,11 +18,15 @@ pub struct Keys {
     pub write: Option<String>,
 }
 
+/// The key a request presents: `Authorization: Bearer KEY` (the scheme in any case), else
+/// `X-Api-Key: KEY` (an `Authorization` header of another scheme, added by a proxy, is not a
+/// key and does not hide one).
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return v.strip_prefix("Bearer ").map(str::trim);
-    }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, key) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    });
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)).filter(|k| !k.is_empty())
 }
 
 /// Compares without an early exit (the time does not depend on where keys differ).
@@ -32,6 +36,16 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Keys {
+    /// Refuses keys that would protect nothing (an empty key matches an empty header).
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, key) in [("read", &self.read), ("write", &self.write)] {
+            if key.as_ref().is_some_and(|k| k.trim().is_empty()) {
+                return Err(format!("the {name} key is empty: give a key, or leave it unset to turn it off"));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a request's credentials for `access`. The rule:
     ///
     /// - no key configured: everything is open;
@@ -142,6 +156,17 @@ mod tests {
         let mut x = HeaderMap::new();
         x.insert("x-api-key", "w".parse().unwrap());
         assert!(keys.check(&x, Access::Write).is_ok());
+        // A proxy's Basic credentials do not hide the X-Api-Key; the scheme's case is free.
+        x.insert(header::AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
+        assert!(keys.check(&x, Access::Write).is_ok());
+        let mut lower = HeaderMap::new();
+        lower.insert(header::AUTHORIZATION, "bearer w".parse().unwrap());
+        assert!(keys.check(&lower, Access::Write).is_ok());
+        let mut empty = HeaderMap::new();
+        empty.insert("x-api-key", "".parse().unwrap());
+        assert_eq!(keys.check(&empty, Access::Read).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert!(Keys { read: Some(" ".into()), write: None }.validate().is_err());
+        assert!(keys.validate().is_ok());
         let write_only = Keys { read: None, write: Some("w".into()) };
         assert!(write_only.check(&headers(None), Access::Read).is_ok());
         assert!(write_only.check(&headers(None), Access::Write).is_err());

@@ -61,7 +61,7 @@ pub async fn spec(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// What each status means, for the routes that can answer it.
-const ERRORS: [(&str, &str); 11] = [
+const ERRORS: [(&str, &str); 10] = [
     ("400", "Invalid request (a value out of range, an unknown profile, a bad plan or path, …); nothing changed"),
     ("401", "An API key is required and none was sent"),
     ("403", "The API key does not allow this (or writes are off: the server has only a read key)"),
@@ -72,7 +72,6 @@ const ERRORS: [(&str, &str); 11] = [
     ("500", "The server failed (a bug, or the index cannot be read or written): see its log"),
     ("503", "Overloaded, flushes behind, or shutting down: retry after the Retry-After seconds"),
     ("507", "The disk is full: nothing was written; free space and retry"),
-    ("409", "The index is locked by another writer"),
 ];
 
 /// The statuses a route can answer besides 200, by (method, path).
@@ -101,10 +100,12 @@ pub fn document(limits: &Limits) -> Value {
         &format!("{schemas}/SearchRequest/properties/k"),
         json!({"minimum": 1, "maximum": limits.max_k, "default": 10}),
     );
-    // Bytes are what the server counts; a string of more characters has at least as many.
+    // The server counts bytes (UTF-8); a string of more characters has at least as many, so
+    // these bounds are necessary, and the descriptions say the rest.
     set(
         &format!("{schemas}/SearchRequest/properties/query"),
-        json!({"minLength": 1, "maxLength": limits.max_query_bytes, "pattern": "\\S"}),
+        json!({"minLength": 1, "maxLength": limits.max_query_bytes,
+               "description": format!("Query text (encoded progressively), at most {} bytes of UTF-8 and not blank. Exactly one of `query` and `vectors` is needed.", limits.max_query_bytes)}),
     );
     set(&format!("{schemas}/DocumentsBody/properties/documents"), json!({"minItems": 1, "maxItems": limits.max_batch}));
     set(

@@ -114,9 +114,10 @@ pub struct RowSpec {
     pub request: SearchRequest,
 }
 
-/// The rows `args` asks for, exact first.
-pub fn rows(engine: &Engine, args: &Args) -> Result<Vec<RowSpec>> {
-    let depth = args.depth;
+/// The rows `args` asks for, exact first. When hits whose id is the query's are dropped,
+/// each asks for one result more, so that `depth` remain (as BEIR asks for top-k + 1).
+pub fn rows(engine: &Engine, args: &Args, drop_identical: bool) -> Result<Vec<RowSpec>> {
+    let depth = args.depth + usize::from(drop_identical);
     let fixed = |profile: &str| SearchRequest {
         adaptive: Some(false),
         ..SearchRequest::text("").with_profile(profile).with_k(depth)
@@ -227,7 +228,30 @@ pub fn run(args: &Args) -> Result<()> {
     let data = load_dataset(args)?;
     let name = dataset_name(&args.dataset);
     let reading = if args.strict { Reading::strict() } else { Reading::tolerant() };
-    let (mut queries, qrels) = data.judged_queries(&args.split, &reading)?;
+    let (listed, qrels) = data.judged_queries(&args.split, &reading)?;
+    // A query id listed twice: the last text wins (as a dictionary of queries keeps it).
+    let mut position = std::collections::HashMap::new();
+    let mut queries: Vec<Query> = Vec::with_capacity(listed.len());
+    let mut repeated_queries = Vec::new();
+    for q in listed {
+        match position.get(&q.id) {
+            Some(&i) => {
+                repeated_queries.push(q.id.clone());
+                queries[i] = q;
+            }
+            None => {
+                position.insert(q.id.clone(), queries.len());
+                queries.push(q);
+            }
+        }
+    }
+    if !repeated_queries.is_empty() {
+        eprintln!(
+            "warning: {} queries repeat an id an earlier query has (for example {:?}); the last text of each is used",
+            repeated_queries.len(),
+            &repeated_queries[..repeated_queries.len().min(5)]
+        );
+    }
     // Every judged query counts (trec_eval -c): one missing from the queries file is kept, blank.
     let known: HashSet<String> = queries.iter().map(|q| q.id.clone()).collect();
     for id in qrels.keys().filter(|id| !known.contains(*id)) {
@@ -262,8 +286,10 @@ pub fn run(args: &Args) -> Result<()> {
             temporary.path().join("index")
         }
     };
-    let engine =
-        build_or_open(&index_dir, &CreateOptions::new(&args.model), engine_documents(&data, &reading)?, total)?;
+    // The census read every line already (and reported what it repaired or skipped): the
+    // indexing pass reads them again with the same policy but reports nothing twice.
+    let again = if args.strict { Reading::strict() } else { Reading::tolerant() };
+    let engine = build_or_open(&index_dir, &CreateOptions::new(&args.model), engine_documents(&data, &again)?, total)?;
     if let Some(summary) = reading.summary() {
         eprintln!("warning: {summary}");
     }
@@ -276,7 +302,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
-    let specs = rows(&engine, args)?;
+    let specs = rows(&engine, args, drop_identical)?;
     eprintln!("{total} documents, {} judged queries ({}), {} rows", queries.len(), args.split, specs.len());
     let mut measured = Vec::new();
     for spec in &specs {
@@ -286,8 +312,10 @@ pub fn run(args: &Args) -> Result<()> {
             m.runs.insert(q.id.clone(), Vec::new());
         }
         if drop_identical {
+            // The rows asked for one result more (see `rows`): drop the query itself, keep depth.
             for (query, run) in &mut m.runs {
                 run.retain(|(doc, _)| doc != query);
+                run.truncate(args.depth);
             }
         }
         measured.push(m);

@@ -29,15 +29,18 @@ pub fn write_run(path: &Path, runs: &BTreeMap<String, Run>, tag: &str) -> Result
     Ok(())
 }
 
-/// Mean share of each reference query's top `k` that `runs` also has in its top `k`.
+/// Mean share of each reference query's top `k` that `runs` also has in its top `k` (queries
+/// whose reference has no results, such as blank ones, are left out).
 pub fn overlap_at(runs: &BTreeMap<String, Run>, reference: &BTreeMap<String, Run>, k: usize) -> f64 {
     let mut total = 0.0;
-    for (query, run) in reference {
+    let mut counted = 0;
+    for (query, run) in reference.iter().filter(|(_, run)| !run.is_empty()) {
         let truth: HashSet<&String> = run.iter().take(k).map(|(d, _)| d).collect();
         let got = runs.get(query).map_or(0, |r| r.iter().take(k).filter(|(d, _)| truth.contains(d)).count());
         total += got as f64 / truth.len().clamp(1, k) as f64;
+        counted += 1;
     }
-    total / reference.len().max(1) as f64
+    total / counted.max(1) as f64
 }
 
 /// Judgements with grades below `min_grade` set to 0 (trec_eval's `-l`), for binary metrics.

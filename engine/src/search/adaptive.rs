@@ -103,6 +103,10 @@ pub fn fit(plan: &StagePlan, traces: &[Trace], k: usize, target: f64) -> StopRul
         .map(|t| (0..n).map(|i| if i == 0 { 0.0 } else { overlap(&t.stages[i], &t.stages[i - 1], k) }).collect())
         .collect();
     let scores: Vec<Vec<f64>> = traces.iter().map(|t| t.stages.iter().map(|s| ndcg(s, &t.qrels)).collect()).collect();
+    // A trace without results (a blank query) scores 0 in every mean but costs nothing and
+    // stops nowhere: costs and stop shares are over the queries that were searched.
+    let searched: Vec<bool> = traces.iter().map(|t| t.stages.iter().any(|s| !s.is_empty())).collect();
+    let n_searched = searched.iter().filter(|&&s| s).count().max(1) as f64;
     let mut best: Option<(f64, f64, Vec<Option<f32>>)> = None;
     let combos = GRID.len().pow(eligible.len() as u32);
     for code in 0..combos {
@@ -113,13 +117,15 @@ pub fn fit(plan: &StagePlan, traces: &[Trace], k: usize, target: f64) -> StopRul
             c /= GRID.len();
         }
         let (mut quality, mut cost) = (0.0, 0.0);
-        for (o, s) in overlaps.iter().zip(&scores) {
+        for ((o, s), &was) in overlaps.iter().zip(&scores).zip(&searched) {
+            if !was {
+                continue;
+            }
             let stop = eligible.iter().copied().find(|&i| thresholds[i].is_some_and(|t| o[i] >= t)).unwrap_or(n - 1);
             quality += s[stop];
             cost += layers[stop];
         }
-        let m = traces.len().max(1) as f64;
-        let (quality, cost) = (quality / m, cost / m);
+        let (quality, cost) = (quality / traces.len().max(1) as f64, cost / n_searched);
         if quality + 1e-12 >= target * full_ndcg
             && best.as_ref().is_none_or(|b| cost < b.0 - 1e-12 || (cost <= b.0 + 1e-12 && quality > b.1))
         {
@@ -130,8 +136,10 @@ pub fn fit(plan: &StagePlan, traces: &[Trace], k: usize, target: f64) -> StopRul
     let stop_of =
         |o: &[f32]| eligible.iter().copied().find(|&i| thresholds[i].is_some_and(|t| o[i] >= t)).unwrap_or(n - 1);
     let mut stopped = vec![0.0; n];
-    for o in &overlaps {
-        stopped[stop_of(o)] += 1.0 / traces.len().max(1) as f64;
+    for (o, &was) in overlaps.iter().zip(&searched) {
+        if was {
+            stopped[stop_of(o)] += 1.0 / n_searched;
+        }
     }
     let quality = mean_at(&|q| stop_of(&overlaps[q]));
     StopRule {
@@ -201,5 +209,21 @@ mod tests {
         assert_eq!(loose.stopped_share, vec![0.0, 1.0, 0.0]);
         assert!(loose.should_stop(1, 1.0) && !loose.should_stop(2, 1.0));
         assert!(loose.fits(&plan()));
+    }
+
+    #[test]
+    fn blank_queries_score_zero_but_cost_nothing_and_stop_nowhere() {
+        let qrels: BTreeMap<String, i32> = [("a".to_string(), 1)].into_iter().collect();
+        let searched = Trace {
+            query: "1".into(),
+            stages: vec![ids(&["a", "b"]), ids(&["a", "b"]), ids(&["a", "b"])],
+            qrels: qrels.clone(),
+        };
+        let blank = Trace { query: "2".into(), stages: vec![Vec::new(); 3], qrels };
+        let rule = fit(&plan(), &[searched, blank], 2, 1.0);
+        // The searched query stops after stage 1 for free; the blank one is no stop at all.
+        assert_eq!(rule.stopped_share, vec![0.0, 1.0, 0.0]);
+        assert_eq!(rule.mean_layers, 4.0);
+        assert!((rule.ndcg - 0.5).abs() < 1e-12, "the blank query scores 0: {}", rule.ndcg);
     }
 }
