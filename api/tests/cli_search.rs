@@ -45,7 +45,7 @@ fn index_then_search_from_the_shell() {
     let again = barista(&["index", "--model", m, "--input", i, "--out", x]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already holds an index"));
     for (args, message) in [
-        (vec!["search", "--index", x], "no query"),
+        (vec!["search", "--index", x], "the query is empty or blank"),
         (vec!["search", "--index", x, "--profile", "warp", "q"], "unknown profile"),
         (vec!["search", "--index", x, "--stages", "6,384:5 2,64:5", "q"], "climb"),
         (vec!["search", "--index", x, "--stages", "6,384", "q"], "LAYER,DIM:KEEP"),

@@ -2,7 +2,7 @@
 //! set), the quality/cost frontier of stage plans on a larger real collection, and adaptive
 //! stopping calibrated on training queries.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use barista_bench::evaluate::{overlap_at, write_run};
 use barista_bench::indexing::{build_or_open, engine_documents};
 use barista_bench::plot::{Kind, Point, scatter};
@@ -334,7 +334,7 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
     std::fs::create_dir_all(index_dir.parent().unwrap_or(Path::new(".")))?;
     let total = docs.len();
     let mut options = CreateOptions::new(&args.model);
-    options.graph_rung = args.graph_rung;
+    options.graph_rungs = args.graph_rung.into_iter().collect();
     let engine = build_or_open(&index_dir, &options, docs.into_iter().map(Ok), total)?;
     let (queries, _) = data.judged_queries(&args.split, &barista_datasets::Reading::strict())?;
     let n = engine.index().snapshot().len();
@@ -342,7 +342,7 @@ pub fn frontier(args: &FrontierArgs) -> Result<()> {
     let shape = engine.shape();
     let r = |l: usize, d: usize| Rung::new(l, d);
     let largest = *shape.rungs.last().unwrap_or(&r(6, 384));
-    let graph = shape.graph_rung;
+    let graph = *shape.graph_rungs.first().context("the index has no graph rung")?;
     let mut plans: Vec<(String, StagePlan)> = Vec::new();
     for name in ["exact", "balanced", "fast"] {
         plans.push((name.to_string(), StagePlan::profile(name, &shape, 10)?));

@@ -87,7 +87,12 @@ pub fn hnsw(args: &HnswArgs) -> Result<()> {
             model: "sift".into(),
             profile: "{}".into(),
             rungs: vec![StoredRung { rung: Rung::new(0, base.dim), element: ElementType::F32 }],
-            graph: GraphParams { rung: 0, max_connections: args.m, ef_construction: args.ef_construction, min_docs: 0 },
+            graph: GraphParams {
+                rungs: vec![0],
+                max_connections: args.m,
+                ef_construction: args.ef_construction,
+                min_docs: 0,
+            },
         };
         let index = Index::create(dir.path(), config.clone())?;
         let writer = index.writer()?;
@@ -171,7 +176,7 @@ fn synthetic_config() -> IndexConfig {
         model: "synthetic".into(),
         profile: "{}".into(),
         rungs: rungs.iter().map(|&(l, d)| StoredRung { rung: Rung::new(l, d), element: ElementType::F16 }).collect(),
-        graph: GraphParams { rung: 1, max_connections: 16, ef_construction: 64, min_docs: 0 },
+        graph: GraphParams { rungs: vec![1], max_connections: 16, ef_construction: 64, min_docs: 0 },
     }
 }
 
@@ -316,7 +321,7 @@ pub fn storage(args: &StorageArgs) -> Result<()> {
             model: encoder.name().to_string(),
             profile: serde_json::to_string(encoder.profile())?,
             rungs: rungs.iter().map(|r| StoredRung { rung: *r, element }).collect(),
-            graph: GraphParams { rung: 1, ..GraphParams::default() },
+            graph: GraphParams::on(1),
         };
         let index = Index::create(dir.path(), config.clone())?;
         let writer = index.writer()?;

@@ -2,8 +2,10 @@
 //! otherwise run, in one process invocation.
 
 mod cascade_bench;
+mod collection;
 mod encoder_bench;
 mod index_bench;
+mod large_bench;
 mod peers_bench;
 mod writes_bench;
 
@@ -18,6 +20,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A million-document (or larger) index as users meet it: open time, memory, each rung's
+    /// shortlist quality, and the cascade's plans against the exhaustive search.
+    Large(large_bench::LargeArgs),
+    /// Expands an index of real passages to ten million documents (blends of pairs of real
+    /// documents at every rung), segment by segment, resumable.
+    Expand(large_bench::ExpandArgs),
+    /// Writes a reproducible collection of real passages recombined from SciFact (default
+    /// 1M) as an MS MARCO collection.tsv, for the large-collection benchmarks.
+    Collection(collection::CollectionArgs),
     /// Encoder speed: query latency per rung layer and documents/s, against onnxruntime.
     Encoder(encoder_bench::Args),
     /// Quality of the cascade profiles against the exhaustive search on a data set (nDCG@10),
@@ -41,6 +52,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Collection(args) => collection::run(&args),
+        Command::Large(args) => large_bench::large(&args),
+        Command::Expand(args) => large_bench::expand(&args),
         Command::Encoder(args) => encoder_bench::run(&args),
         Command::Hnsw(args) => index_bench::hnsw(&args),
         Command::Cascade(args) => cascade_bench::quality(&args),

@@ -13,7 +13,7 @@ use barista_bench::indexing::build_or_open;
 use barista_bench::stats::time_runs;
 use barista_datasets::DataSet;
 use barista_datasets::vecs::{Vectors, write_fvecs, write_ivecs};
-use barista_engine::CreateOptions;
+use barista_engine::{CreateOptions, Engine, OpenOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -114,19 +114,35 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
     if let Some(parent) = args.index_dir.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let engine = build_or_open(&args.index_dir, &CreateOptions::new(&args.model), docs.into_iter().map(Ok), total)?;
+    let engine = if args.index_dir.join("MANIFEST").exists() {
+        // Any index (the million-passage one of `barista-bench large`, say), as it is.
+        let open = OpenOptions { model: Some(args.model.clone()), ..OpenOptions::default() };
+        Engine::open(&args.index_dir, &open)?
+    } else {
+        build_or_open(&args.index_dir, &CreateOptions::new(&args.model), docs.into_iter().map(Ok), total)?
+    };
     let snapshot = engine.index().snapshot();
     engine.index().load_graphs()?;
     let config = snapshot.config().clone();
-    let graph = config.graph;
-    let stored = config.rungs[graph.rung];
+    let graph = config.graph.clone();
+    let graph_rung = *graph.rungs.first().context("the index has no graph rung")?;
+    if snapshot.segment_count() != 1 {
+        bail!(
+            "the index in {} has {} segments: the peers build one graph over all vectors, so compare against one \
+             segment (`barista compact --index {}`)",
+            args.index_dir.display(),
+            snapshot.segment_count(),
+            args.index_dir.display()
+        );
+    }
+    let stored = config.rungs[graph_rung];
     let rung = stored.rung;
     // The rows exactly as the graph scores them (dequantised when stored as i8 or f16).
     let mut base = Vectors { dim: rung.dim, data: Vec::new() };
     let mut first_row = Vec::new();
     for segment in 0..snapshot.segment_count() as u32 {
         first_row.push(base.len() as u32);
-        let block = snapshot.block(segment, graph.rung)?;
+        let block = snapshot.block(segment, graph_rung)?;
         for row in 0..block.count {
             base.data.extend(block.row_f32(row));
         }
@@ -150,18 +166,42 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
         hits.iter().map(|h| first_row[h.address.segment as usize] + h.address.doc).collect()
     };
     // The truth: f64 inner products on the dequantised rows, independent of any scorer.
-    let truth: Vec<Vec<u32>> = (0..queries.len()).map(|i| true_top(&base, query_vectors.row(i), k)).collect();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let truth: Vec<Vec<u32>> = std::thread::scope(|scope| {
+        let (base, query_vectors) = (&base, &query_vectors);
+        let chunk = queries.len().div_ceil(threads).max(1);
+        let parts: Vec<_> = (0..queries.len())
+            .step_by(chunk)
+            .map(|start| {
+                scope.spawn(move || {
+                    (start..(start + chunk).min(query_vectors.len()))
+                        .map(|i| true_top(base, query_vectors.row(i), k))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().unwrap_or_default()).collect()
+    });
+    if truth.len() != queries.len() {
+        bail!("computing the true top {k} failed");
+    }
     let exact_agrees: usize = (0..queries.len())
-        .map(|i| Ok(recall_at(&global(snapshot.exact_search(graph.rung, query_vectors.row(i), k)?), &truth[i])))
+        .map(|i| Ok(recall_at(&global(snapshot.exact_search(graph_rung, query_vectors.row(i), k)?), &truth[i])))
         .sum::<Result<usize>>()?;
     let exact_recall = exact_agrees as f64 / (queries.len() * k) as f64;
     // Barista's graph build on the same rows, all cores (as indexing does).
     let build_start = Instant::now();
-    barista_index::graph::SegmentGraph::build(
-        &base.data,
-        rung.dim,
-        &graph,
+    let params = barista_index::graph::build::BuildParams {
+        m: graph.max_connections,
+        ef_construction: graph.ef_construction,
+        threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        seed: 1,
+    };
+    barista_index::graph::build::build(
+        snapshot.block(0, graph_rung)?,
         barista_index::scan::Kernels::default(),
+        rung.layer,
+        &params,
         &|_, _| {},
         &|| false,
     )?;
@@ -194,7 +234,7 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
     }
     let exact = time_runs(1, 3, || {
         for i in 0..queries.len() {
-            std::hint::black_box(snapshot.exact_search(graph.rung, query_vectors.row(i), k).ok());
+            std::hint::black_box(snapshot.exact_search(graph_rung, query_vectors.row(i), k).ok());
         }
     });
     let barista_flat = queries.len() as f64 / (exact.p50_ms / 1e3);
@@ -231,7 +271,7 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
     let max_recall = |s: &[SweepPoint]| s.iter().map(|p| p.recall).fold(0.0, f64::max);
     let barista_at = qps_at(&barista, target);
     println!(
-        "\n### HNSW against FAISS and hnswlib: {} SciFact passages at rung {rung} ({:?} as stored), {} queries, one search thread\n",
+        "\n### HNSW against FAISS and hnswlib: {} passages at rung {rung} ({:?} as stored), {} queries, one search thread\n",
         base.len(),
         stored.element,
         queries.len()
@@ -247,7 +287,7 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
         _ => "–".into(),
     };
     println!(
-        "| Barista graph (hnsw_rs-built, own search, i8 rows) | {} | 1.00 | {:.3} | {barista_build:.1} |",
+        "| Barista graph (own build and search, rows as stored) | {} | 1.00 | {:.3} | {barista_build:.1} |",
         cell(barista_at),
         max_recall(&barista)
     );

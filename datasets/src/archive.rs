@@ -5,11 +5,11 @@ use crate::{Error, Result};
 use std::path::{Component, Path, PathBuf};
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io { path: path.to_path_buf(), error: source }
 }
 
 fn damaged(path: &Path, message: String) -> Error {
-    Error::Io { path: path.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, message) }
+    Error::Io { path: path.to_path_buf(), error: std::io::Error::new(std::io::ErrorKind::InvalidData, message) }
 }
 
 /// `name` as a relative path below the target folder, or `None` when it would escape it

@@ -177,7 +177,7 @@ pub fn resolve(what: &str, format: Option<Format>, cache: &Cache, progress: Prog
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io { path: path.to_path_buf(), error: source }
 }
 
 /// Unpacks `archive` into `cache/datasets/<folder>` through a temporary folder renamed into
@@ -243,7 +243,7 @@ pub fn install(entry: &Entry, cache: &Cache, progress: Progress<'_>) -> Result<D
                 if !path.is_file() {
                     return Err(Error::Io {
                         path: path.clone(),
-                        source: std::io::Error::new(
+                        error: std::io::Error::new(
                             std::io::ErrorKind::NotFound,
                             "the unpacked archive lacks this file; delete the folder to unpack it again",
                         ),

@@ -81,7 +81,7 @@ impl Cache {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io { path: path.to_path_buf(), error: source }
 }
 
 /// The MD5 of a file, as lower-case hex.

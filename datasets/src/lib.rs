@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened or read.
-    #[error("could not read {path}: {source}")]
+    #[error("could not read {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// A line does not have the expected shape.
     #[error("{path}:{line}: {message}")]
@@ -114,7 +114,7 @@ pub enum DataSet {
 }
 
 fn missing(path: &Path, what: &str) -> Error {
-    Error::Io { path: path.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::NotFound, what.to_string()) }
+    Error::Io { path: path.to_path_buf(), error: std::io::Error::new(std::io::ErrorKind::NotFound, what.to_string()) }
 }
 
 /// The one file in `dir` named `exact`, or else the only one whose name `matches` (described
@@ -123,7 +123,7 @@ fn pick(dir: &Path, exact: &str, matches: impl Fn(&str) -> bool, pattern: &str, 
     if dir.join(exact).is_file() {
         return Ok(dir.join(exact));
     }
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), error: source })?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(&matches))

@@ -61,19 +61,20 @@ impl Reading {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Line `line` of `path` was repaired (`what`); an error under the strict policy.
-    pub fn repaired(&self, path: &Path, line: usize, what: &str) -> Result<()> {
+    /// Line `line` of `path` holds `problem` (invalid UTF-8, a lone surrogate escape), which
+    /// the tolerant policy replaces by U+FFFD; an error under the strict policy.
+    pub fn repaired(&self, path: &Path, line: usize, problem: &str) -> Result<()> {
         if self.strict {
             return Err(Error::Malformed {
                 path: path.to_path_buf(),
                 line,
-                message: format!("{what} (--strict stops here; without it the line is repaired)"),
+                message: format!("{problem} (--strict stops here; without it, it is replaced by U+FFFD and reported)"),
             });
         }
         let mut log = self.log();
         log.repaired += 1;
         if log.examples.len() < EXAMPLES {
-            log.examples.push(format!("{}:{line}: repaired: {what}", path.display()));
+            log.examples.push(format!("{}:{line}: repaired: {problem} replaced by U+FFFD", path.display()));
         }
         Ok(())
     }
@@ -119,7 +120,7 @@ impl Reading {
 /// a leading byte-order mark removed and invalid UTF-8 replaced by U+FFFD (a repair, see
 /// [`Reading`]).
 pub fn read_lines(path: &Path, reading: &Reading) -> Result<impl Iterator<Item = Result<(usize, String)>> + use<>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), error: source })?;
     Ok(lines_of(BufReader::with_capacity(1 << 20, file), path, reading))
 }
 
@@ -140,7 +141,7 @@ pub fn lines_of<R: BufRead>(
             match reader.read_until(b'\n', &mut buffer) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(source) => return Some(Err(Error::Io { path: path.clone(), source })),
+                Err(source) => return Some(Err(Error::Io { path: path.clone(), error: source })),
             }
             let mut bytes = buffer.as_slice();
             if number == 1 {
@@ -155,7 +156,7 @@ pub fn lines_of<R: BufRead>(
             let text = match std::str::from_utf8(bytes) {
                 Ok(text) => text.to_string(),
                 Err(_) => {
-                    if let Err(e) = reading.repaired(&path, number, "invalid UTF-8 replaced by U+FFFD") {
+                    if let Err(e) = reading.repaired(&path, number, "invalid UTF-8") {
                         return Some(Err(e));
                     }
                     String::from_utf8_lossy(bytes).into_owned()
@@ -183,7 +184,7 @@ pub fn parse_json<T: DeserializeOwned>(
     if let Some(fixed) = replace_lone_surrogates(line)
         && let Ok(value) = serde_json::from_str(&fixed)
     {
-        reading.repaired(path, number, "a lone UTF-16 surrogate escape replaced by U+FFFD")?;
+        reading.repaired(path, number, "a lone UTF-16 surrogate escape")?;
         return Ok(Some(value));
     }
     reading.skip(Error::Malformed {

@@ -31,7 +31,7 @@ impl<T> Vectors<T> {
 }
 
 fn read_vecs<T>(path: &Path, decode: fn([u8; 4]) -> T) -> Result<Vectors<T>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), error: source })?;
     let malformed = |line: usize, message: String| Error::Malformed { path: path.to_path_buf(), line, message };
     let mut data = Vec::new();
     let mut dim = None;
@@ -83,7 +83,7 @@ fn write_vecs<T: Copy>(path: &Path, vectors: &Vectors<T>, encode: fn(T) -> [u8; 
             bytes.extend_from_slice(&encode(v));
         }
     }
-    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.to_path_buf(), error: source })
 }
 
 /// Writes an `.fvecs` file.

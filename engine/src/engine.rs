@@ -35,9 +35,10 @@ pub struct CreateOptions {
     pub coarse_element: ElementType,
     /// Rungs to store (default: every rung of the profile).
     pub rungs: Option<Vec<Rung>>,
-    /// The rung the HNSW graph is built on (default: the second largest, strong enough that a
-    /// few hundred graph candidates hold the final top hits).
-    pub graph_rung: Option<Rung>,
+    /// The rungs HNSW graphs are built on (default: the middle rung of the ladder — on the
+    /// shared model (3,96), the smallest whose graph shortlist keeps the final top 10 at a
+    /// million passages; see BENCHMARKS.md, "Millions of documents").
+    pub graph_rungs: Vec<Rung>,
     /// HNSW links per node.
     pub max_connections: usize,
     /// HNSW construction candidate list size.
@@ -58,7 +59,7 @@ impl CreateOptions {
             element: ElementType::F16,
             coarse_element: ElementType::I8,
             rungs: None,
-            graph_rung: None,
+            graph_rungs: Vec::new(),
             max_connections: graph.max_connections,
             ef_construction: graph.ef_construction,
             graph_min_docs: graph.min_docs,
@@ -169,10 +170,22 @@ impl Engine {
         for r in &rungs {
             encoder.check_rung(*r)?;
         }
-        let graph_rung = options.graph_rung.unwrap_or(rungs[rungs.len().saturating_sub(2)]);
-        let graph = rungs.iter().position(|r| *r == graph_rung).ok_or_else(|| {
-            Error::InvalidRequest(format!("the graph rung {graph_rung} is not among the stored rungs"))
-        })?;
+        let wanted = if options.graph_rungs.is_empty() {
+            vec![rungs[(rungs.len() - 1) / 2]]
+        } else {
+            options.graph_rungs.clone()
+        };
+        let mut graph_rungs = wanted
+            .iter()
+            .map(|g| {
+                rungs
+                    .iter()
+                    .position(|r| r == g)
+                    .ok_or_else(|| Error::InvalidRequest(format!("the graph rung {g} is not among the stored rungs")))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        graph_rungs.sort_unstable();
+        graph_rungs.dedup();
         let source = match std::fs::canonicalize(&options.model) {
             Ok(path) if path.is_dir() => path.to_string_lossy().into_owned(),
             _ => options.model.clone(),
@@ -190,7 +203,7 @@ impl Engine {
                 })
                 .collect(),
             graph: GraphParams {
-                rung: graph,
+                rungs: graph_rungs,
                 max_connections: options.max_connections,
                 ef_construction: options.ef_construction,
                 min_docs: options.graph_min_docs,
@@ -370,6 +383,7 @@ impl Engine {
             fork: self.inner.encoder.fork(),
             trace,
             allowed: masks.as_deref(),
+            overlap_with: (request.overlap_encoding != Some(false)).then_some(&self.inner.encoder),
         };
         let mut outcome = cascade.run(&mut source)?;
         outcome.timings.encode_ms += tokenize_ms;
@@ -594,7 +608,7 @@ fn shape_of(snapshot: &Snapshot) -> IndexShape {
     let config = snapshot.config();
     IndexShape {
         rungs: config.rungs.iter().map(|r| r.rung).collect(),
-        graph_rung: config.graph_rung(),
+        graph_rungs: config.graph_rungs(),
         docs: snapshot.len(),
     }
 }

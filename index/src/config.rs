@@ -81,13 +81,12 @@ pub struct StoredRung {
 }
 
 /// HNSW parameters.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct GraphParams {
-    /// Index (into the stored rungs) of the rung the graph is built on.
-    pub rung: usize,
-    /// Links per node and layer (HNSW's `M`).
+    /// Indexes (into the stored rungs) of the rungs that get a graph, ascending (usually one:
+    /// the smallest rung whose shortlist keeps the final top hits; see BENCHMARKS.md).
+    pub rungs: Vec<usize>,
+    /// Links per node above level 0 (HNSW's `M`; level 0 holds `2M`).
     pub max_connections: usize,
     /// Candidate list size while building.
     pub ef_construction: usize,
@@ -106,11 +105,16 @@ fn default_graph_min_docs() -> u64 {
 
 impl Default for GraphParams {
     fn default() -> Self {
-        GraphParams { rung: 0, max_connections: 24, ef_construction: 200, min_docs: DEFAULT_GRAPH_MIN_DOCS }
+        GraphParams { rungs: vec![0], max_connections: 16, ef_construction: 200, min_docs: DEFAULT_GRAPH_MIN_DOCS }
     }
 }
 
 impl GraphParams {
+    /// One graph, on the `rung`-th stored rung, with the other defaults.
+    pub fn on(rung: usize) -> GraphParams {
+        GraphParams { rungs: vec![rung], ..GraphParams::default() }
+    }
+
     /// Whether a segment of `docs` documents gets a graph.
     pub fn wanted(&self, docs: usize) -> bool {
         docs as u64 >= self.min_docs.max(1)
@@ -149,12 +153,11 @@ impl IndexConfig {
                 return bad(format!("stored rungs must grow from small to large, but {b} follows {a}"));
             }
         }
-        if self.graph.rung >= self.rungs.len() {
-            return bad(format!(
-                "the graph rung index {} is out of range ({} stored rungs)",
-                self.graph.rung,
-                self.rungs.len()
-            ));
+        if let Some(&r) = self.graph.rungs.iter().find(|&&r| r >= self.rungs.len()) {
+            return bad(format!("the graph rung index {r} is out of range ({} stored rungs)", self.rungs.len()));
+        }
+        if self.graph.rungs.windows(2).any(|w| w[0] >= w[1]) {
+            return bad(format!("the graph rungs {:?} must be distinct and ascending", self.graph.rungs));
         }
         if !(2..=255).contains(&self.graph.max_connections) {
             return bad(format!("max_connections is {}; it must be between 2 and 255", self.graph.max_connections));
@@ -170,8 +173,8 @@ impl IndexConfig {
         self.rungs.iter().position(|r| r.rung == rung)
     }
 
-    /// The rung the graph is built on.
-    pub fn graph_rung(&self) -> Rung {
-        self.rungs[self.graph.rung].rung
+    /// The rungs that get a graph, smallest first.
+    pub fn graph_rungs(&self) -> Vec<Rung> {
+        self.graph.rungs.iter().map(|&r| self.rungs[r].rung).collect()
     }
 }

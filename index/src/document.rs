@@ -164,7 +164,7 @@ fn check_vectors(config: &IndexConfig, id: &str, vectors: &[Vec<f32>]) -> Result
                 stored.rung, stored.element
             )));
         }
-        if r == config.graph.rung
+        if config.graph.rungs.contains(&r)
             && v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>() >= f64::from(f32::MAX) / 4.0
         {
             return Err(Error::InvalidInput(format!(
@@ -190,7 +190,7 @@ mod tests {
                 StoredRung { rung: Rung::new(1, 2), element: ElementType::I8 },
                 StoredRung { rung: Rung::new(2, 3), element: ElementType::F16 },
             ],
-            graph: GraphParams { rung: 0, ..GraphParams::default() },
+            graph: GraphParams::on(0),
         }
     }
 

@@ -115,13 +115,32 @@ impl SegmentView {
         }
     }
 
-    /// The segment's graph, if it has one.
-    pub(crate) fn graph(&self) -> Result<Option<&SegmentGraph>> {
+    /// The segment's graph on the `slot`-th graph rung, if it has one.
+    pub(crate) fn graph(&self, slot: usize) -> Result<Option<&SegmentGraph>> {
         match &self.source {
-            Source::Disk(s) => s.graph(),
+            Source::Disk(s) => s.graph(slot),
             Source::Memory(_) => Ok(None),
         }
     }
+
+    /// Maps every graph of the segment.
+    fn load_graphs(&self) -> Result<()> {
+        match &self.source {
+            Source::Disk(s) => s.load_graphs(),
+            Source::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// Below this many rows per unit of `ef`, scanning a segment costs less than walking its graph:
+/// a walk scores about `ef × 30` rows scattered over the file (each a cache miss), a scan streams
+/// every row. Measured on the shared model's (3,96) i8 rung (see BENCHMARKS.md, "Millions of
+/// documents").
+pub const SCAN_ROWS_PER_EF: usize = 64;
+
+/// Whether a segment of `rows` rows is cheaper to scan than to walk with `ef`.
+pub fn scan_is_cheaper(rows: usize, ef: usize) -> bool {
+    rows < ef.saturating_mul(SCAN_ROWS_PER_EF)
 }
 
 /// One state of the index, as a search sees it from start to end: the committed segments with
@@ -284,7 +303,7 @@ impl Index {
     /// Loads every segment's graph that is not in memory yet (see [`OpenOptions::lazy_graphs`]).
     pub fn load_graphs(&self) -> Result<()> {
         for view in &self.snapshot().segments {
-            view.graph()?;
+            view.load_graphs()?;
         }
         Ok(())
     }
@@ -310,8 +329,9 @@ pub struct SegmentInfo {
     pub deleted: u32,
     /// Whether it is a mutable segment in memory (written since the last flush).
     pub in_memory: bool,
-    /// Whether it has an HNSW graph (segments below the graph's `min_docs` are scanned).
-    pub graph: bool,
+    /// The rungs it has an HNSW graph on (none below the graph's `min_docs`: such segments are
+    /// scanned).
+    pub graphs: Vec<crate::Rung>,
     /// Bytes: its files on disk, or what it holds in memory.
     pub bytes: u64,
 }
@@ -347,15 +367,16 @@ impl Snapshot {
         self.segments
             .iter()
             .map(|v| {
-                let (in_memory, graph, bytes) = match &v.source {
+                let graph_rungs = self.config().graph_rungs();
+                let (in_memory, graphs, bytes) = match &v.source {
                     Source::Disk(s) => {
                         let record = self.manifest.segments.iter().find(|r| r.id == v.id);
                         let bytes = record.map_or(0, |r| r.files().map(|f| f.len).sum());
-                        (false, s.has_graph(), bytes)
+                        (false, s.graph_slots().map(|slot| graph_rungs[slot]).collect(), bytes)
                     }
-                    Source::Memory(m) => (true, false, m.bytes() as u64),
+                    Source::Memory(m) => (true, Vec::new(), m.bytes() as u64),
                 };
-                SegmentInfo { id: v.id, documents: v.docs, deleted: v.deleted, in_memory, graph, bytes }
+                SegmentInfo { id: v.id, documents: v.docs, deleted: v.deleted, in_memory, graphs, bytes }
             })
             .collect()
     }
@@ -387,20 +408,50 @@ impl Snapshot {
         self.segments.iter().map(|view| view.matching(filter)).collect()
     }
 
-    /// Up to `k` live documents with the largest inner product at the graph rung, found through
-    /// each segment's HNSW graph (`ef` = candidate list size) and scored exactly.
-    pub fn graph_search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
-        self.graph_search_in(query, k, ef, None)
+    /// Up to `k` live documents with the largest inner product at the `rung`-th stored rung,
+    /// best first, found through each segment's HNSW graph on that rung (`ef` = candidate list
+    /// size) and scored exactly. Segments without a graph there are scanned.
+    /// Best first.
+    pub fn graph_search_on(&self, rung: usize, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        let mut hits = self.graph_search_in(rung, query, k, ef, None, 0, 1, false)?;
+        hits.sort_by(hit_order);
+        Ok(hits)
     }
 
-    /// [`Snapshot::graph_search`] among the documents `allowed` (one mask per segment, from
-    /// [`Snapshot::filter_masks`]); a filter that starves the graph walk falls back to a scan.
-    pub fn graph_search_in(&self, query: &[f32], k: usize, ef: usize, allowed: Option<&[Mask]>) -> Result<Vec<Hit>> {
-        let rung = self.config().graph.rung;
+    /// [`Snapshot::graph_search_on`] the index's first graph rung.
+    pub fn graph_search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        let rung = self
+            .config()
+            .graph
+            .rungs
+            .first()
+            .copied()
+            .ok_or_else(|| Error::InvalidInput("the index has no graph rung: use an exact search".into()))?;
+        self.graph_search_on(rung, query, k, ef)
+    }
+
+    /// [`Snapshot::graph_search_on`] among the documents `allowed` (one mask per segment, from
+    /// [`Snapshot::filter_masks`]; a filter that starves the graph walk falls back to a scan),
+    /// over the segments `s` with `s % parts == part` (so that threads can share the work;
+    /// each part's hits are its best `k`, unordered). With `by_cost`, segments so small that
+    /// scanning them costs less than a walk (see [`scan_is_cheaper`]) are scanned too.
+    #[allow(clippy::too_many_arguments)]
+    pub fn graph_search_in(
+        &self,
+        rung: usize,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: Option<&[Mask]>,
+        part: usize,
+        parts: usize,
+        by_cost: bool,
+    ) -> Result<Vec<Hit>> {
         self.check_query(rung, query)?;
         self.check_masks(allowed)?;
+        let slot = self.config().graph.rungs.iter().position(|&r| r == rung);
         let mut hits = Vec::new();
-        for (s, view) in self.segments.iter().enumerate() {
+        for (s, view) in self.segments.iter().enumerate().filter(|(s, _)| s % parts.max(1) == part) {
             let mask = allowed.map(|m| &m[s]);
             let eligible = match mask {
                 None => view.live() as usize,
@@ -413,22 +464,24 @@ impl Snapshot {
             let ef = ef.max(k).min(view.docs as usize);
             let keep = |doc: u32| !view.is_deleted(doc) && mask.is_none_or(|m| m[doc as usize]);
             let block = view.block(rung);
-            let mut found = match view.graph()? {
+            let graph = match slot {
+                Some(slot) if !(by_cost && scan_is_cheaper(view.docs as usize, ef)) => view.graph(slot)?,
+                _ => None,
+            };
+            let mut found = match graph {
                 Some(graph) => graph.search(&block, &self.kernels, query, k, ef, &keep),
-                // Small and mutable segments have no graph: they are scanned.
                 None => Vec::new(),
             };
             if found.len() < k {
-                // No graph, or deletions or a selective filter starved the walk: scan this
-                // segment rather than return fewer hits than exist.
+                // No graph (small, mutable or not built yet), or deletions or a selective filter
+                // starved the walk: scan this segment rather than return fewer hits than exist.
                 found = self.kernels.best_k_range(&block, query, k, 0..view.docs, |d| !keep(d));
             }
             for Scored { score, doc } in found {
                 hits.push(Hit { address: DocAddress { segment: s as u32, doc }, score });
             }
         }
-        hits.sort_by(hit_order);
-        hits.truncate(k);
+        select_hits(&mut hits, k);
         Ok(hits)
     }
 

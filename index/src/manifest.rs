@@ -12,9 +12,20 @@ use std::path::Path;
 pub const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
 const MAGIC: &[u8; 8] = b"BRSTAMF1";
-/// Version of the on-disk format this build writes (it also reads version 1, the format before
-/// the write-ahead log, and upgrades it at the next commit).
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the on-disk format this build writes. It also reads version 2 (graphs written by
+/// hnsw_rs, which this build does not read: such segments are scanned until the writer builds
+/// their graphs again, in the background) and version 1 (before the write-ahead log), and
+/// upgrades them at the next commit.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// One graph of a segment.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct GraphRecord {
+    /// The stored rung it is built on (an index into the configuration's rungs).
+    pub rung: u32,
+    /// Its file (see `graph::layout`).
+    pub file: FileRecord,
+}
 
 /// One immutable segment and the files it uses.
 #[derive(Clone, Debug, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -31,11 +42,9 @@ pub struct SegmentRecord {
     pub store: FileRecord,
     /// Id lookup table.
     pub ids: FileRecord,
-    /// The HNSW dump (graph and data files), or nothing for a segment below the graph's
-    /// `min_docs`.
-    pub graph: Vec<FileRecord>,
-    /// Largest norm of the graph rung's vectors (the MIPS reduction's constant).
-    pub graph_max_norm: f32,
+    /// Its HNSW graphs, one per graph rung it has one for (none below the graph's `min_docs`,
+    /// nor while the writer has yet to build them).
+    pub graphs: Vec<GraphRecord>,
     /// Tombstones, once the segment has deletions.
     pub tombstones: Option<FileRecord>,
 }
@@ -43,7 +52,10 @@ pub struct SegmentRecord {
 impl SegmentRecord {
     /// Every file the segment uses.
     pub fn files(&self) -> impl Iterator<Item = &FileRecord> {
-        [&self.vectors, &self.store, &self.ids].into_iter().chain(self.graph.iter()).chain(self.tombstones.iter())
+        [&self.vectors, &self.store, &self.ids]
+            .into_iter()
+            .chain(self.graphs.iter().map(|g| &g.file))
+            .chain(self.tombstones.iter())
     }
 
     /// Live documents.
@@ -105,7 +117,7 @@ impl Manifest {
             return Err(damaged("it does not start with the Barista manifest signature"));
         }
         let version = r.u32().ok_or_else(|| damaged("it is truncated"))?;
-        if version != FORMAT_VERSION && version != 1 {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(Error::Incompatible {
                 path: dir.to_path_buf(),
                 message: format!(
@@ -126,10 +138,10 @@ impl Manifest {
         }
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(payload.len());
         aligned.extend_from_slice(payload);
-        let manifest: Manifest = if version == 1 {
-            rkyv::from_bytes::<v1::Manifest, rkyv::rancor::Error>(&aligned).map(v1::Manifest::upgrade)
-        } else {
-            rkyv::from_bytes::<Manifest, rkyv::rancor::Error>(&aligned)
+        let manifest: Manifest = match version {
+            1 => rkyv::from_bytes::<v1::Manifest, rkyv::rancor::Error>(&aligned).map(|m| m.upgrade().upgrade()),
+            2 => rkyv::from_bytes::<v2::Manifest, rkyv::rancor::Error>(&aligned).map(v2::Manifest::upgrade),
+            _ => rkyv::from_bytes::<Manifest, rkyv::rancor::Error>(&aligned),
         }
         .map_err(|e| damaged(&format!("its content does not decode ({e})")))?;
         manifest.config.validate().map_err(|e| damaged(&format!("its configuration is invalid ({e})")))?;
@@ -170,7 +182,10 @@ impl Manifest {
             if s.id == 0 || s.id >= self.next_segment || !ids.insert(s.id) {
                 return Err(format!("segment id {} is repeated or out of range", s.id));
             }
-            if !matches!(s.graph.len(), 0 | 2) || (s.deleted > 0) != s.tombstones.is_some() {
+            let mut rungs: Vec<u32> = s.graphs.iter().map(|g| g.rung).collect();
+            rungs.dedup();
+            let known = rungs.iter().all(|r| self.config.graph.rungs.contains(&(*r as usize)));
+            if rungs.len() != s.graphs.len() || !known || (s.deleted > 0) != s.tombstones.is_some() {
                 return Err(format!("segment {} does not list its files consistently", s.id));
             }
         }
@@ -193,10 +208,102 @@ impl Manifest {
     }
 }
 
+/// The manifest of format version 2 (graphs written by hnsw_rs), read and upgraded.
+mod v2 {
+    use crate::config::{GraphParams, IndexConfig, StoredRung};
+    use crate::files::FileRecord;
+
+    #[derive(Clone, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub(super) struct SegmentRecord {
+        pub id: u64,
+        pub docs: u32,
+        pub deleted: u32,
+        pub vectors: FileRecord,
+        pub store: FileRecord,
+        pub ids: FileRecord,
+        pub graph: Vec<FileRecord>,
+        pub graph_max_norm: f32,
+        pub tombstones: Option<FileRecord>,
+    }
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub(super) struct Graph {
+        pub rung: usize,
+        pub max_connections: usize,
+        pub ef_construction: usize,
+        pub min_docs: u64,
+    }
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub(super) struct Config {
+        pub model: String,
+        pub profile: String,
+        pub rungs: Vec<StoredRung>,
+        pub graph: Graph,
+    }
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub(super) struct Manifest {
+        pub format_version: u32,
+        pub generation: u64,
+        pub config: Config,
+        pub segments: Vec<SegmentRecord>,
+        pub next_segment: u64,
+        pub settings: Vec<(String, String)>,
+        pub log_applied: u64,
+    }
+
+    impl Manifest {
+        /// The same state in the current format, without the hnsw_rs graphs (their files are
+        /// no longer named, so the writer removes them, and builds the graphs again).
+        pub(super) fn upgrade(self) -> super::Manifest {
+            let g = self.config.graph;
+            let _ = self.format_version;
+            super::Manifest {
+                format_version: super::FORMAT_VERSION,
+                generation: self.generation,
+                config: IndexConfig {
+                    model: self.config.model,
+                    profile: self.config.profile,
+                    rungs: self.config.rungs,
+                    graph: GraphParams {
+                        rungs: vec![g.rung],
+                        max_connections: g.max_connections,
+                        ef_construction: g.ef_construction,
+                        min_docs: g.min_docs,
+                    },
+                },
+                segments: self
+                    .segments
+                    .into_iter()
+                    .map(|s| {
+                        let _ = (s.graph, s.graph_max_norm);
+                        super::SegmentRecord {
+                            id: s.id,
+                            docs: s.docs,
+                            deleted: s.deleted,
+                            vectors: s.vectors,
+                            store: s.store,
+                            ids: s.ids,
+                            graphs: Vec::new(),
+                            tombstones: s.tombstones,
+                        }
+                    })
+                    .collect(),
+                next_segment: self.next_segment,
+                settings: self.settings,
+                log_applied: self.log_applied,
+            }
+        }
+    }
+}
+
 /// The manifest of format version 1 (before the write-ahead log), read and upgraded.
 mod v1 {
-    use super::SegmentRecord;
-    use crate::config::{GraphParams, IndexConfig, StoredRung};
+    use super::v2;
+    #[cfg(test)]
+    use crate::config::IndexConfig;
+    use crate::config::StoredRung;
 
     #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
     pub(super) struct Graph {
@@ -218,29 +325,28 @@ mod v1 {
         format_version: u32,
         generation: u64,
         config: Config,
-        segments: Vec<SegmentRecord>,
+        segments: Vec<v2::SegmentRecord>,
         next_segment: u64,
         settings: Vec<(String, String)>,
     }
 
     impl Manifest {
-        /// The same state in the current format: every version-1 segment has its graph, and
-        /// nothing was logged.
-        pub(super) fn upgrade(self) -> super::Manifest {
+        /// The same state in format 2: nothing was logged.
+        pub(super) fn upgrade(self) -> v2::Manifest {
             let g = self.config.graph;
             let _ = self.format_version;
-            super::Manifest {
-                format_version: super::FORMAT_VERSION,
+            v2::Manifest {
+                format_version: 2,
                 generation: self.generation,
-                config: IndexConfig {
+                config: v2::Config {
                     model: self.config.model,
                     profile: self.config.profile,
                     rungs: self.config.rungs,
-                    graph: GraphParams {
+                    graph: v2::Graph {
                         rung: g.rung,
                         max_connections: g.max_connections,
                         ef_construction: g.ef_construction,
-                        ..GraphParams::default()
+                        min_docs: crate::config::DEFAULT_GRAPH_MIN_DOCS,
                     },
                 },
                 segments: self.segments,
@@ -261,7 +367,7 @@ mod v1 {
                 profile: config.profile.clone(),
                 rungs: config.rungs.clone(),
                 graph: Graph {
-                    rung: config.graph.rung,
+                    rung: config.graph.rungs[0],
                     max_connections: config.graph.max_connections,
                     ef_construction: config.graph.ef_construction,
                 },
@@ -316,6 +422,53 @@ mod tests {
         }
         std::fs::remove_file(&path).unwrap();
         assert!(Manifest::read(dir.path()).unwrap_err().to_string().contains("no index here"));
+    }
+
+    #[test]
+    fn version_2_manifests_are_read_without_their_hnsw_rs_graphs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| FileRecord { name: name.into(), len: 1, checksum: 2 };
+        let old = v2::Manifest {
+            format_version: 2,
+            generation: 4,
+            config: v2::Config {
+                model: "m".into(),
+                profile: "{}".into(),
+                rungs: config().rungs,
+                graph: v2::Graph { rung: 0, max_connections: 24, ef_construction: 100, min_docs: 7 },
+            },
+            segments: vec![v2::SegmentRecord {
+                id: 1,
+                docs: 10,
+                deleted: 0,
+                vectors: file("seg-000001.vec"),
+                store: file("seg-000001.docs"),
+                ids: file("seg-000001.ids"),
+                graph: vec![file("seg-000001.hnsw.graph"), file("seg-000001.hnsw.data")],
+                graph_max_norm: 1.0,
+                tombstones: None,
+            }],
+            next_segment: 2,
+            settings: Vec::new(),
+            log_applied: 9,
+        };
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&old).unwrap();
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        std::fs::write(dir.path().join(MANIFEST), &bytes).unwrap();
+        let m = Manifest::read(dir.path()).unwrap();
+        assert_eq!((m.format_version, m.generation, m.log_applied), (FORMAT_VERSION, 4, 9));
+        assert_eq!(
+            m.config.graph,
+            GraphParams { rungs: vec![0], max_connections: 24, ef_construction: 100, min_docs: 7 }
+        );
+        assert!(m.segments[0].graphs.is_empty(), "hnsw_rs graphs are not read");
+        assert_eq!(m.files().count(), 3);
     }
 
     #[test]

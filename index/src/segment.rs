@@ -7,7 +7,6 @@ use crate::filter::{Filter, KeyIndex, Mask, canonical, index_value};
 use crate::graph::SegmentGraph;
 use crate::ids::IdTable;
 use crate::manifest::SegmentRecord;
-use crate::scan::Kernels;
 use crate::store::{DocStore, StoredDoc};
 use crate::vectors::{RungBlock, VectorFile};
 use std::collections::HashMap;
@@ -27,9 +26,10 @@ pub struct Segment {
     vectors: VectorFile,
     store: DocStore,
     ids: IdTable,
-    /// Loaded on first use (or by [`Segment::load_graph`]): opening an index maps its files and
-    /// reads nothing else it does not need.
-    graph: OnceLock<SegmentGraph>,
+    /// One per graph rung of the configuration (empty where the segment has no graph on it),
+    /// mapped and verified on first use (or by [`Segment::graph`] at open): opening an index
+    /// maps its files and reads nothing else it does not need.
+    graphs: Vec<OnceLock<SegmentGraph>>,
     graph_loading: Mutex<()>,
     graph_source: GraphSource,
     /// Metadata values indexed per key, built on the first filter that uses the key.
@@ -39,52 +39,36 @@ pub struct Segment {
 #[derive(Debug)]
 struct GraphSource {
     dir: PathBuf,
-    records: Vec<crate::files::FileRecord>,
-    dim: usize,
-    max_norm: f32,
-    kernels: Kernels,
+    /// Per configured graph rung: its file, if the segment has a graph there.
+    records: Vec<Option<crate::files::FileRecord>>,
+    rungs: Vec<crate::rung::Rung>,
 }
 
 impl Segment {
     /// Opens the segment a manifest record describes.
-    pub fn open(dir: &Path, record: &SegmentRecord, config: &IndexConfig, kernels: Kernels) -> Result<Segment> {
+    pub fn open(dir: &Path, record: &SegmentRecord, config: &IndexConfig) -> Result<Segment> {
         let count = record.docs as usize;
         let vectors = VectorFile::open(dir, &record.vectors, &config.rungs, count)?;
         let store = DocStore::open(dir, &record.store, count)?;
         let ids = IdTable::open(dir, &record.ids, count)?;
+        let graph_source = GraphSource::new(dir, record, config);
         Ok(Segment {
             id: record.id,
             docs: record.docs,
             vectors,
             store,
             ids,
-            graph: OnceLock::new(),
+            graphs: graph_source.records.iter().map(|_| OnceLock::new()).collect(),
             graph_loading: Mutex::new(()),
-            graph_source: GraphSource::new(dir, record, config, kernels),
+            graph_source,
             metadata: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Assembles a segment that was just written (its graph, if it has one, already in memory).
-    pub(crate) fn from_parts(
-        dir: &Path,
-        record: &SegmentRecord,
-        config: &IndexConfig,
-        graph: Option<SegmentGraph>,
-        kernels: Kernels,
-    ) -> Result<Segment> {
-        let count = record.docs as usize;
-        Ok(Segment {
-            id: record.id,
-            docs: record.docs,
-            vectors: VectorFile::open(dir, &record.vectors, &config.rungs, count)?,
-            store: DocStore::open(dir, &record.store, count)?,
-            ids: IdTable::open(dir, &record.ids, count)?,
-            graph: graph.map_or_else(OnceLock::new, OnceLock::from),
-            graph_loading: Mutex::new(()),
-            graph_source: GraphSource::new(dir, record, config, kernels),
-            metadata: Mutex::new(HashMap::new()),
-        })
+    /// The graph rung positions (in the configuration's graph rungs) this segment has a graph
+    /// on.
+    pub fn graph_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.graph_source.records.iter().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i)
     }
 
     /// Segment number.
@@ -118,46 +102,52 @@ impl Segment {
         Ok(found)
     }
 
-    /// Whether the segment has a graph (segments below the graph's `min_docs` have none).
-    pub fn has_graph(&self) -> bool {
-        !self.graph_source.records.is_empty()
+    /// Whether the segment has a graph on the `slot`-th graph rung of the configuration.
+    pub fn has_graph(&self, slot: usize) -> bool {
+        self.graph_source.records.get(slot).is_some_and(Option::is_some)
     }
 
-    /// The graph, loaded (and verified) on first use; `None` for a segment without one.
-    pub fn graph(&self) -> Result<Option<&SegmentGraph>> {
-        if !self.has_graph() {
-            return Ok(None);
-        }
-        if let Some(graph) = self.graph.get() {
+    /// The graph on the `slot`-th graph rung, mapped (and verified) on first use; `None` for a
+    /// segment without one there.
+    pub fn graph(&self, slot: usize) -> Result<Option<&SegmentGraph>> {
+        let Some(Some(record)) = self.graph_source.records.get(slot) else { return Ok(None) };
+        if let Some(graph) = self.graphs[slot].get() {
             return Ok(Some(graph));
         }
         let _loading = self.graph_loading.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(graph) = self.graph.get() {
+        if let Some(graph) = self.graphs[slot].get() {
             return Ok(Some(graph));
         }
         let g = &self.graph_source;
-        if g.records.iter().any(|r| !g.dir.join(&r.name).exists()) && !g.dir.join(crate::manifest::MANIFEST).exists() {
-            return Err(Error::Incompatible { path: g.dir.clone(), message: "the index directory is gone".into() });
+        if !g.dir.join(&record.name).exists() {
+            if !g.dir.join(crate::manifest::MANIFEST).exists() {
+                return Err(Error::Incompatible { path: g.dir.clone(), message: "the index directory is gone".into() });
+            }
+            if crate::manifest::Manifest::read(&g.dir).is_ok_and(|m| !m.segments.iter().any(|s| s.id == self.id)) {
+                return Err(Error::InvalidInput(format!(
+                    "segment {} was replaced by a later commit (its graph {} is gone) before this snapshot loaded it; \
+                     search a current snapshot (Index::reload, or open the index again)",
+                    self.id, record.name
+                )));
+            }
         }
-        if let Some(missing) = g.records.iter().find(|r| !g.dir.join(&r.name).exists())
-            && crate::manifest::Manifest::read(&g.dir).is_ok_and(|m| !m.segments.iter().any(|s| s.id == self.id))
-        {
-            return Err(Error::InvalidInput(format!(
-                "segment {} was replaced by a later commit (its graph {} is gone) before this snapshot loaded it; \
-                 search a current snapshot (Index::reload, or open the index again)",
-                self.id, missing.name
-            )));
+        let graph = SegmentGraph::open(&g.dir, record, self.docs, g.rungs[slot])?;
+        Ok(Some(self.graphs[slot].get_or_init(|| graph)))
+    }
+
+    /// Whether this segment has exactly the graphs `record` lists (a segment whose graphs were
+    /// built after it was committed is opened again).
+    pub fn has_graphs_of(&self, record: &SegmentRecord) -> bool {
+        let mine = self.graph_source.records.iter().flatten();
+        mine.clone().count() == record.graphs.len() && mine.zip(&record.graphs).all(|(a, b)| *a == b.file)
+    }
+
+    /// Maps and verifies every graph of the segment now.
+    pub fn load_graphs(&self) -> Result<()> {
+        for slot in 0..self.graphs.len() {
+            self.graph(slot)?;
         }
-        let graph = SegmentGraph::load(
-            &g.dir,
-            &basename(self.id),
-            &g.records,
-            g.dim,
-            self.docs as usize,
-            g.max_norm,
-            g.kernels,
-        )?;
-        Ok(Some(self.graph.get_or_init(|| graph)))
+        Ok(())
     }
 
     /// The documents whose metadata matches every condition of `filter`.
@@ -193,20 +183,20 @@ impl Segment {
         Ok(index)
     }
 
-    /// Whether the graph is in memory.
+    /// Whether every graph of the segment is mapped.
     pub fn graph_loaded(&self) -> bool {
-        self.graph.get().is_some()
+        self.graph_slots().all(|slot| self.graphs[slot].get().is_some())
     }
 }
 
 impl GraphSource {
-    fn new(dir: &Path, record: &SegmentRecord, config: &IndexConfig, kernels: Kernels) -> GraphSource {
-        GraphSource {
-            dir: dir.to_path_buf(),
-            records: record.graph.clone(),
-            dim: config.graph_rung().dim,
-            max_norm: record.graph_max_norm,
-            kernels,
-        }
+    fn new(dir: &Path, record: &SegmentRecord, config: &IndexConfig) -> GraphSource {
+        let records = config
+            .graph
+            .rungs
+            .iter()
+            .map(|&r| record.graphs.iter().find(|g| g.rung as usize == r).map(|g| g.file.clone()))
+            .collect();
+        GraphSource { dir: dir.to_path_buf(), records, rungs: config.graph_rungs() }
     }
 }

@@ -134,16 +134,16 @@ impl State {
         for record in &manifest.segments {
             let reused = previous.and_then(|p| {
                 p.segments.iter().find_map(|v| match &v.source {
-                    Source::Disk(s) if v.id == record.id => Some(Arc::clone(s)),
+                    Source::Disk(s) if v.id == record.id && s.has_graphs_of(record) => Some(Arc::clone(s)),
                     _ => None,
                 })
             });
             let segment = match reused {
                 Some(segment) => segment,
                 None => {
-                    let segment = Arc::new(Segment::open(dir, record, &manifest.config, kernels)?);
+                    let segment = Arc::new(Segment::open(dir, record, &manifest.config)?);
                     if !options.lazy_graphs {
-                        segment.graph()?;
+                        segment.load_graphs()?;
                     }
                     segment
                 }

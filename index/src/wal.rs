@@ -384,7 +384,7 @@ mod tests {
                 StoredRung { rung: Rung::new(1, 2), element: ElementType::I8 },
                 StoredRung { rung: Rung::new(2, 3), element: ElementType::F16 },
             ],
-            graph: GraphParams { rung: 0, ..GraphParams::default() },
+            graph: GraphParams::on(0),
         }
     }
 

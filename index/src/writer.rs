@@ -29,12 +29,12 @@
 //! every commit. Only one writer per index exists at a time (`LOCK`, an OS file lock that a
 //! crashed process releases).
 
-use crate::config::{ElementType, IndexConfig};
+use crate::config::IndexConfig;
 use crate::document::NewDocument;
 use crate::error::{Error, Result};
-use crate::graph::SegmentGraph;
+use crate::graph::{self, build::BuildParams};
 use crate::index::{Index, Snapshot};
-use crate::manifest::{MANIFEST, Manifest, SegmentRecord};
+use crate::manifest::{GraphRecord, MANIFEST, Manifest, SegmentRecord};
 use crate::merge::{Candidate, MergePolicy};
 use crate::mutable::MutableSegment;
 use crate::recovery::{self, LogFile, LogSummary};
@@ -433,8 +433,9 @@ impl IndexWriter {
                     }
                 }
             }
-            let (record, graph) = written;
-            let segment = Segment::from_parts(inner.index.dir(), &record, &config, graph, inner.index.kernels())?;
+            let record = written;
+            let segment = Segment::open(inner.index.dir(), &record, &config)?;
+            segment.load_graphs()?;
             let docs_count = record.docs as usize;
             disk.push(DiskSegment {
                 tombstones: Arc::new(Tombstones::repeat(false, docs_count)),
@@ -771,7 +772,7 @@ impl Inner {
         let mut live = self.lock_live();
         let result = (|| {
             let mut disk = live.state.disk.clone();
-            if let Some((record, graph)) = written {
+            if let Some(record) = written {
                 let front = live
                     .state
                     .frozen
@@ -781,7 +782,8 @@ impl Inner {
                 let mut tombstones = (*front.tombstones).clone();
                 tombstones.truncate(rows);
                 let deleted = front.deleted;
-                let segment = Segment::from_parts(self.index.dir(), &record, &config, graph, self.index.kernels())?;
+                let segment = Segment::open(self.index.dir(), &record, &config)?;
+                segment.load_graphs()?;
                 disk.push(DiskSegment {
                     record,
                     segment: Arc::new(segment),
@@ -842,7 +844,7 @@ impl Inner {
         let built = build_merged(self.index.dir(), id, &config, &sources, self.index.kernels(), progress, &|| {
             self.stopping.load(Ordering::Relaxed)
         });
-        let result = built.and_then(|(record, graph, maps)| {
+        let result = built.and_then(|(record, maps)| {
             let mut live = self.lock_live();
             let docs = record.docs as usize;
             let mut tombstones = Tombstones::repeat(false, docs);
@@ -858,7 +860,8 @@ impl Inner {
                     }
                 }
             }
-            let segment = Segment::from_parts(self.index.dir(), &record, &config, graph, self.index.kernels())?;
+            let segment = Segment::open(self.index.dir(), &record, &config)?;
+            segment.load_graphs()?;
             let merged = DiskSegment { record, segment: Arc::new(segment), tombstones: Arc::new(tombstones), deleted };
             let ids: HashSet<u64> = sources.iter().map(|s| s.record.id).collect();
             let mut disk = Vec::with_capacity(live.state.disk.len());
@@ -895,6 +898,68 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Builds the missing graphs of one segment that should have them (a segment upgraded from
+    /// an older format, whose hnsw_rs graph this build does not read, or one whose graph rungs
+    /// changed); returns whether there was one. Searches scan such a segment meanwhile.
+    fn graph_once(&self, progress: Progress<'_>) -> Result<bool> {
+        let _merging = self.merging.lock().unwrap_or_else(|e| e.into_inner());
+        let (record, config) = {
+            let mut live = self.lock_live();
+            let config = live.state.config().clone();
+            let lacking = |d: &&DiskSegment| {
+                config.graph.wanted(d.record.docs as usize)
+                    && config.graph.rungs.iter().any(|&r| !d.record.graphs.iter().any(|g| g.rung as usize == r))
+            };
+            let Some(record) = live.state.disk.iter().find(lacking).map(|d| d.record.clone()) else {
+                return Ok(false);
+            };
+            // Its new files must survive garbage collection until the manifest names them.
+            live.reserved.insert(record.id);
+            (record, config)
+        };
+        self.counters.merges_running.fetch_add(1, Ordering::Relaxed);
+        let dir = self.index.dir();
+        let built = build_graphs(dir, &record, &config, self.index.kernels(), progress, &|| {
+            self.stopping.load(Ordering::Relaxed)
+        });
+        let result = match built {
+            Err(e) => Err(e),
+            Ok(graphs) => {
+                let added: Vec<String> =
+                    graphs.iter().filter(|g| !record.graphs.contains(g)).map(|g| g.file.name.clone()).collect();
+                let mut live = self.lock_live();
+                let committed = (|| {
+                    // Gone meanwhile (every document deleted): the files are garbage.
+                    let Some(at) = live.state.disk.iter().position(|d| d.record.id == record.id) else {
+                        return Ok(());
+                    };
+                    let mut disk = live.state.disk.clone();
+                    let mut with = disk[at].record.clone();
+                    with.graphs = graphs;
+                    let segment = Segment::open(dir, &with, &config)?;
+                    segment.load_graphs()?;
+                    disk[at] = DiskSegment {
+                        record: with,
+                        segment: Arc::new(segment),
+                        tombstones: Arc::clone(&disk[at].tombstones),
+                        deleted: disk[at].deleted,
+                    };
+                    let applied = live.state.manifest.log_applied;
+                    self.commit_disk(&mut live, disk, applied, None, |_| {})
+                })();
+                if committed.is_err() && self.check_usable().is_ok() {
+                    for name in added {
+                        let _ = std::fs::remove_file(dir.join(name));
+                    }
+                }
+                committed
+            }
+        };
+        self.lock_live().reserved.remove(&record.id);
+        self.counters.merges_running.fetch_sub(1, Ordering::Relaxed);
+        result.map(|()| true)
     }
 
     /// Commits a manifest naming the live segments of `disk` (writing tombstone files for those
@@ -1106,6 +1171,19 @@ fn merger(inner: &Inner) {
                 }
             }
         }
+        loop {
+            match inner.graph_once(&|_, _, _| {}) {
+                Ok(true) => pause = Duration::from_millis(100),
+                Ok(false) => break,
+                Err(Error::Cancelled) => return,
+                Err(e) => {
+                    inner.set_last_error(Some(format!("graph: {e}")));
+                    sleep_unless_stopped(inner, pause);
+                    pause = (pause * 2).min(Duration::from_secs(60));
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -1140,7 +1218,7 @@ fn write_from_memory(
     config: &IndexConfig,
     kernels: crate::scan::Kernels,
     cancel: &dyn Fn() -> bool,
-) -> Result<(SegmentRecord, Option<SegmentGraph>)> {
+) -> Result<SegmentRecord> {
     let blocks: Vec<Vec<f32>> = (0..config.rungs.len()).map(|r| f32_rows(&table.block(r, rows))).collect();
     let docs: Vec<StoredDoc<'_>> = (0..rows as u32)
         .map(|row| {
@@ -1173,7 +1251,7 @@ fn build_merged(
     kernels: crate::scan::Kernels,
     progress: Progress<'_>,
     cancel: &dyn Fn() -> bool,
-) -> Result<(SegmentRecord, Option<SegmentGraph>, Vec<Vec<u32>>)> {
+) -> Result<(SegmentRecord, Vec<Vec<u32>>)> {
     // A merge rewrites every document under fresh checksums: first make sure the data it
     // copies is intact, or damage would be laundered into a "valid" segment.
     for s in sources {
@@ -1213,12 +1291,12 @@ fn build_merged(
         }
         maps.push(map);
     }
-    let (record, graph) = write_segment(dir, id, config, docs.iter().copied(), &blocks, kernels, progress, cancel)?;
-    Ok((record, graph, maps))
+    let record = write_segment(dir, id, config, docs.iter().copied(), &blocks, kernels, progress, cancel)?;
+    Ok((record, maps))
 }
 
-/// Writes segment `id` from documents and per-rung f32 blocks: vectors, store, ids, and a graph
-/// if it has at least the graph's `min_docs` documents. Returns its record and graph.
+/// Writes segment `id` from documents and per-rung f32 blocks: vectors, store, ids, and its
+/// graphs if it has at least the graph's `min_docs` documents. Returns its record.
 #[allow(clippy::too_many_arguments)]
 fn write_segment<'a>(
     dir: &Path,
@@ -1229,51 +1307,69 @@ fn write_segment<'a>(
     kernels: crate::scan::Kernels,
     progress: Progress<'_>,
     cancel: &dyn Fn() -> bool,
-) -> Result<(SegmentRecord, Option<SegmentGraph>)> {
+) -> Result<SegmentRecord> {
     let count = docs.len();
     let name = basename(id);
     let refs: Vec<&[f32]> = blocks.iter().map(Vec::as_slice).collect();
     let vectors = vectors::write(dir, &format!("{name}.vec"), &config.rungs, count, &refs)?;
     let store = store::write(dir, &format!("{name}.docs"), docs.clone())?;
     let ids = ids::write(dir, &format!("{name}.ids"), docs.map(|d| d.id))?;
-    let mut record = SegmentRecord {
-        id,
-        docs: count as u32,
-        deleted: 0,
-        vectors,
-        store,
-        ids,
-        graph: Vec::new(),
-        graph_max_norm: 0.0,
-        tombstones: None,
-    };
-    if !config.graph.wanted(count) {
-        return Ok((record, None));
+    let mut record =
+        SegmentRecord { id, docs: count as u32, deleted: 0, vectors, store, ids, graphs: Vec::new(), tombstones: None };
+    record.graphs = build_graphs(dir, &record, config, kernels, progress, cancel)?;
+    Ok(record)
+}
+
+/// The graphs segment `record` should have and lacks (none below the graph's `min_docs`),
+/// built from its vector file as stored and written beside it; returns all its graphs. On
+/// failure the files it wrote are removed.
+fn build_graphs(
+    dir: &Path,
+    record: &SegmentRecord,
+    config: &IndexConfig,
+    kernels: crate::scan::Kernels,
+    progress: Progress<'_>,
+    cancel: &dyn Fn() -> bool,
+) -> Result<Vec<GraphRecord>> {
+    let mut graphs = record.graphs.clone();
+    let missing: Vec<usize> =
+        config.graph.rungs.iter().copied().filter(|&r| !graphs.iter().any(|g| g.rung as usize == r)).collect();
+    if !config.graph.wanted(record.docs as usize) || missing.is_empty() {
+        return Ok(graphs);
     }
-    // The graph indexes the vectors as stored (rounded to f16 if the rung is stored in f16).
-    let graph_rung = config.graph.rung;
-    let dim = config.rungs[graph_rung].rung.dim;
-    let source = &blocks[graph_rung];
-    let graph_vectors: Vec<f32> = match config.rungs[graph_rung].element {
-        ElementType::I8 => {
-            let scales = vectors::i8_scales(source, dim);
-            source
-                .chunks_exact(dim)
-                .flat_map(|row| row.iter().zip(&scales).map(|(v, s)| f32::from(vectors::quantize(*v, *s)) * s))
-                .collect()
-        }
-        ElementType::F32 => source.clone(),
-        ElementType::F16 => source.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect(),
+    let vectors = vectors::VectorFile::open(dir, &record.vectors, &config.rungs, record.docs as usize)?;
+    let params = BuildParams {
+        m: config.graph.max_connections,
+        ef_construction: config.graph.ef_construction,
+        threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        seed: 0x0005_eed2_d3a7,
     };
-    let mut graph = SegmentGraph::build(
-        &graph_vectors,
-        dim,
-        &config.graph,
-        kernels,
-        &|done, total| progress("graph", done, total),
-        cancel,
-    )?;
-    record.graph = graph.save(dir, &name)?;
-    record.graph_max_norm = graph.max_norm();
-    Ok((record, Some(graph)))
+    let mut written: Vec<String> = Vec::new();
+    let result = (|| {
+        for r in missing {
+            let rung = config.rungs[r].rung;
+            let step = format!("graph {rung}");
+            let data = graph::build::build(
+                vectors.block(r),
+                kernels,
+                rung.layer,
+                &params,
+                &|done, total| progress(&step, done, total),
+                cancel,
+            )?;
+            let name = graph::file_name(&basename(record.id), rung);
+            written.push(name.clone());
+            let file = data.write(dir, &name)?;
+            graphs.push(GraphRecord { rung: r as u32, file });
+        }
+        Ok::<(), Error>(())
+    })();
+    if let Err(e) = result {
+        for name in written {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        return Err(e);
+    }
+    graphs.sort_by_key(|g| g.rung);
+    Ok(graphs)
 }

@@ -74,9 +74,10 @@ fn every_kind_of_damage_is_reported_with_the_file_name() {
         (".ids", Damage::FlipLast, true),
         (".ids", Damage::Truncate, true),
         (".del", Damage::FlipLast, true),
-        (".hnsw.graph", Damage::FlipAt(100), true),
-        (".hnsw.data", Damage::FlipLast, true),
-        (".hnsw.data", Damage::Truncate, true),
+        (".graph", Damage::FlipAt(100), true),
+        (".graph", Damage::FlipAt(5000), true),
+        (".graph", Damage::FlipLast, true),
+        (".graph", Damage::Truncate, true),
     ];
     for (suffix, how, on_open) in &cases {
         let dir = tempfile::tempdir().unwrap();
@@ -131,7 +132,7 @@ fn damaged_stored_text_is_an_error_not_a_panic() {
 fn a_damaged_graph_opened_lazily_fails_the_search_not_the_process() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
-    let name = file_with_suffix(dir.path(), ".hnsw.graph");
+    let name = file_with_suffix(dir.path(), ".graph");
     damage(&dir.path().join(&name), &Damage::FlipAt(100));
     let index = Index::open_with(dir.path(), OpenOptions { lazy_graphs: true, ..Default::default() }).unwrap();
     let s = index.snapshot();

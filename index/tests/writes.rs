@@ -477,7 +477,7 @@ fn a_failed_bulk_commit_changes_nothing_and_can_be_retried() {
 fn leftovers_of_a_crash_are_removed_when_a_writer_opens() {
     let (dir, index, c) = fresh();
     bulk(&manual_writer(&index), vec![doc(&c, "a", 0)]);
-    for leftover in ["seg-000009.vec", "seg-000009.hnsw.graph", "seg-000001.del-7", "MANIFEST.tmp"] {
+    for leftover in ["seg-000009.vec", "seg-000009.1-8.graph", "seg-000001.del-7", "MANIFEST.tmp"] {
         std::fs::write(dir.path().join(leftover), "partial").unwrap();
     }
     std::fs::write(dir.path().join("notes.txt"), "not ours").unwrap();
@@ -605,11 +605,50 @@ fn small_segments_get_no_graph_and_are_scanned() {
     bulk(&w, docs(&c, "small", 0..20, 0));
     bulk(&w, docs(&c, "big", 0..80, 0));
     let segments = index.snapshot().segments();
-    assert_eq!(segments.iter().map(|s| (s.documents, s.graph)).collect::<Vec<_>>(), vec![(20, false), (80, true)]);
+    assert_eq!(
+        segments.iter().map(|s| (s.documents, !s.graphs.is_empty())).collect::<Vec<_>>(),
+        vec![(20, false), (80, true)]
+    );
     let q = vectors(&c, "small3", 0);
     let s = index.snapshot();
     let hits = s.graph_search(&q[0], 3, 40).unwrap();
     assert_eq!(s.doc(hits[0].address).unwrap().id, "small3");
     drop(w);
+    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+}
+
+/// A segment committed without its graph (an index upgraded from format 2, whose hnsw_rs graphs
+/// this build does not read) is searched by scanning until the writer's background builds the
+/// graph; then the same searches walk it.
+#[test]
+fn a_segment_without_its_graph_gets_one_in_the_background() {
+    let c = cfg();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let index = create(dir.path(), c.clone());
+        let w = manual_writer(&index);
+        bulk(&w, docs(&c, "d", 0..300, 0));
+    }
+    let mut manifest = barista_index::manifest::Manifest::read(dir.path()).unwrap();
+    assert_eq!(manifest.segments[0].graphs.len(), 1);
+    manifest.segments[0].graphs.clear();
+    manifest.generation += 1;
+    manifest.commit(dir.path()).unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    assert!(index.snapshot().segments()[0].graphs.is_empty());
+    let q = vectors(&c, "d42", 0);
+    let scanned = index.snapshot().graph_search(&q[0], 5, 40).unwrap();
+    assert_eq!(index.snapshot().doc(scanned[0].address).unwrap().id, "d42");
+    let _w = index.writer().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while index.snapshot().segments()[0].graphs.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the background did not build the graph");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let s = index.snapshot();
+    assert_eq!(s.segments()[0].graphs, vec![c.rungs[c.graph.rungs[0]].rung]);
+    let walked = s.graph_search(&q[0], 5, 40).unwrap();
+    assert_eq!(s.doc(walked[0].address).unwrap().id, "d42");
+    drop(_w);
     Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
 }

@@ -92,7 +92,7 @@ fn explicit_plans_and_external_vectors() {
     let e = engine(dir.path(), &scifact(300));
     let query = "how does the immune system respond to infection";
     let stages = vec![
-        Stage { rung: Rung::new(5, 256), keep: 100, shortlist: Some(Shortlist::Graph { ef: 200 }) },
+        Stage { rung: Rung::new(3, 96), keep: 100, shortlist: Some(Shortlist::Graph { ef: 200 }) },
         Stage { rung: Rung::new(6, 384), keep: 999, shortlist: None },
     ];
     let request = SearchRequest { stages: Some(stages.clone()), ..SearchRequest::text(query).with_k(5) };
@@ -100,7 +100,7 @@ fn explicit_plans_and_external_vectors() {
     assert_eq!(r.stages.iter().map(|s| s.method.as_str()).collect::<Vec<_>>(), ["graph", "rescore"]);
     assert_eq!(r.stages.iter().map(|s| s.kept).collect::<Vec<_>>(), [100, 5], "the last stage keeps k");
     // The same plan fed with vectors from the encoder gives the same hits.
-    let rungs = [Rung::new(5, 256), Rung::new(6, 384)];
+    let rungs = [Rung::new(3, 96), Rung::new(6, 384)];
     let v = e.encoder().encode(&[query], TextKind::Query, &rungs).unwrap();
     let vectors: Vec<RungVector> = rungs
         .iter()
@@ -112,7 +112,7 @@ fn explicit_plans_and_external_vectors() {
     assert_eq!(ids(&r2), ids(&r));
     assert_eq!(r2.timings.encode_ms, 0.0);
     // A larger vector of the same layer serves a smaller rung (truncated, renormalised).
-    let full_layers: Vec<RungVector> = [5usize, 6]
+    let full_layers: Vec<RungVector> = [3usize, 6]
         .iter()
         .map(|&l| {
             let full = e.encoder().encode(&[query], TextKind::Query, &[Rung::new(l, 384)]).unwrap();

@@ -26,6 +26,10 @@ pub struct Args {
     /// Encode the texts as passages (passage max length; the default).
     #[arg(long)]
     passage: bool,
+    /// Stop at the first line of standard input that is not valid UTF-8 (by default it is
+    /// repaired with U+FFFD and a warning names the line).
+    #[arg(long)]
+    strict: bool,
     /// Texts to embed; with none, one text per line is read from standard input.
     texts: Vec<String>,
 }
@@ -47,8 +51,10 @@ struct RungOut<'a> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let texts = if args.texts.is_empty() {
-        // The one line reader: invalid UTF-8 is repaired (and reported), blank lines skipped.
-        let reading = barista_datasets::Reading::tolerant();
+        // The one line reader: invalid UTF-8 is repaired (and reported) or stops the run
+        // (--strict); blank lines are skipped.
+        let reading =
+            if args.strict { barista_datasets::Reading::strict() } else { barista_datasets::Reading::tolerant() };
         let name = std::path::Path::new("standard input");
         let texts = barista_datasets::lines::lines_of(std::io::stdin().lock(), name, &reading)
             .map(|line| line.map(|(_, text)| text))

@@ -36,9 +36,9 @@ pub struct Args {
     /// Element type of the smaller rungs' blocks (shortlists and rescoring): f32, f16, i8.
     #[arg(long, default_value = "i8")]
     store_coarse: ElementType,
-    /// Rung the HNSW graph is built on (default: the second largest).
+    /// Rung an HNSW graph is built on (repeatable; default: the middle rung of the ladder).
     #[arg(long, value_name = "LAYER,DIM")]
-    graph_rung: Option<Rung>,
+    graph_rung: Vec<Rung>,
     /// Segments with fewer documents get no HNSW graph (they are scanned, which below this
     /// size costs about what a graph walk does).
     #[arg(long, default_value_t = barista_index::DEFAULT_GRAPH_MIN_DOCS)]
@@ -74,7 +74,37 @@ fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let folder_existed = args.out.exists();
     let exists = args.out.join("MANIFEST").exists();
+    let result = build(&args, exists);
+    if result.is_err() && !exists {
+        // A new index that never committed anything: leave no trace of the failed run.
+        let committed = barista_index::manifest::Manifest::read(&args.out).is_ok_and(|m| m.generation > 0);
+        if !committed {
+            remove_new_index(&args.out, folder_existed);
+        }
+    }
+    result
+}
+
+/// Removes what a failed first run created in `out`: the folder, or only Barista's files when
+/// the folder was there before.
+fn remove_new_index(out: &std::path::Path, folder_existed: bool) {
+    if !folder_existed {
+        let _ = std::fs::remove_dir_all(out);
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "MANIFEST" || name == "LOCK" || name.starts_with("wal-") || name.starts_with("seg-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn build(args: &Args, exists: bool) -> Result<()> {
     if exists && !args.resume {
         bail!(
             "{} already holds an index; pass --resume to add the documents of the input it does not have yet, \
@@ -95,7 +125,7 @@ pub fn run(args: Args) -> Result<()> {
         options.encoder = args.model.encoder_options();
         options.element = args.store;
         options.coarse_element = args.store_coarse;
-        options.graph_rung = args.graph_rung;
+        options.graph_rungs = args.graph_rung.clone();
         options.graph_min_docs = args.graph_min_docs;
         Engine::create(&args.out, &options).context("could not create the index")?
     };

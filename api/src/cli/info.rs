@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
         rungs: c.rungs.iter().map(|r| format!("{} {}", r.rung, r.element)).collect(),
         graph: format!(
             "HNSW on {} (M = {}, ef_construction = {}) for segments of {} documents or more",
-            c.graph_rung(),
+            c.graph_rungs().iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
             c.graph.max_connections,
             c.graph.ef_construction,
             c.graph.min_docs
@@ -93,16 +93,18 @@ pub fn run(args: Args) -> Result<()> {
             s.documents,
             s.deleted,
             s.bytes as f64 / 1e6,
-            match (s.in_memory, s.graph) {
-                (true, _) => "in memory (written since the last flush; in the log)",
-                (false, true) => "graph",
-                (false, false) => "scanned (no graph)",
+            match (s.in_memory, s.graphs.is_empty()) {
+                (true, _) => "in memory (written since the last flush; in the log)".to_string(),
+                (false, false) => {
+                    format!("graph on {}", s.graphs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+                }
+                (false, true) => "scanned (no graph)".to_string(),
             }
         );
     }
     let log_bytes: u64 = info.log.files.iter().map(|(_, len)| len).sum();
     println!(
-        "log         {} file(s), {:.1} KB; {} logged write(s) after generation {}'s, replayed in memory",
+        "log         {} file(s), {:.1} KB; {} logged write(s) newer than generation {}, replayed in memory",
         info.log.files.len(),
         log_bytes as f64 / 1e3,
         info.log.replayed,

@@ -26,7 +26,7 @@ enum Command {
     /// Embed texts and print their rung vectors as JSON lines.
     #[command(after_help = embed::EXAMPLES)]
     Embed(embed::Args),
-    /// Build an index from a corpus (JSONL or BEIR).
+    /// Build an index from a corpus (JSONL, BEIR or MS MARCO).
     #[command(after_help = index::EXAMPLES)]
     Index(index::Args),
     /// Search an index.
@@ -47,6 +47,12 @@ enum Command {
     /// the exact search, each rung alone and the cascade profiles, with TREC run files.
     #[command(after_help = barista_bench::evaluate::EXAMPLES)]
     Bench(barista_bench::evaluate::Args),
+}
+
+/// Whether the command writes a report to standard output and should end quietly, as Unix
+/// tools do, when the reader goes away (`barista info | head`); the server never should.
+pub fn quiet_on_closed_output(cli: &Cli) -> bool {
+    !matches!(cli.command, Command::Serve(_))
 }
 
 /// Runs the parsed command.

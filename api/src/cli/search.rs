@@ -43,7 +43,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let query = args.query.join(" ");
     if query.trim().is_empty() {
-        bail!("no query: pass it as the last argument, e.g. barista search --index DIR \"my query\"");
+        bail!(
+            "the query is empty or blank: pass the text to search for as the last argument, e.g. barista search \
+             --index DIR \"my query\""
+        );
     }
     let engine = args.open.open()?;
     let request = SearchRequest {
@@ -54,6 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         stages: args.stages.map(|p| p.stages),
         adaptive: args.adaptive,
         filter: args.filter.map(|f| f.0),
+        overlap_encoding: None,
         include_text: args.text,
         include_metadata: args.text,
     };

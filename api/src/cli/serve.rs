@@ -19,9 +19,6 @@ with --config, then defaults. The file may hold:
   addr = \"0.0.0.0:8080\"
   read_key = \"…\"            # optional: required for searches and reads
   write_key = \"…\"           # optional: required for writes (also grants reads)
-
-With any key configured, writes need the write key: with only a read key, the server takes
-no writes at all. With only a write key, reads are open.
   search_threads = 2
   write_threads = 2
   queue = 64
@@ -30,6 +27,9 @@ no writes at all. With only a write key, reads are open.
   max_query_bytes = 16384
   max_batch = 1000
   max_k = 1000
+
+With any key configured, writes need the write key: with only a read key, the server takes
+no writes at all. With only a write key, reads are open.
 
 Routes: POST /search, POST /documents, GET|DELETE /documents/{id}, GET /stats,
 POST /admin/compact, GET /health, /ready, /metrics, /openapi.json.

@@ -108,11 +108,20 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json",
             ),
-            JsonRejection::JsonSyntaxError(e) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not valid JSON: {}", inner(&e)),
-            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                let detail = inner(&e);
+                let hint = if detail.contains("hex escape") || detail.contains("surrogate") {
+                    " (a \\uD800–\\uDFFF escape is half of a UTF-16 surrogate pair and cannot stand alone: \
+                     send the character itself, or both halves of its pair)"
+                } else {
+                    ""
+                };
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the body is not valid JSON: {detail}{hint}"),
+                )
+            }
             JsonRejection::JsonDataError(e) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
@@ -121,7 +130,8 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                "the body is larger than the server accepts",
+                "the body is larger than the server accepts (`barista serve --max-body-bytes`, 16 MiB by \
+                 default): send fewer documents per request",
             ),
             other => ApiError::new(other.status(), "invalid_body", other.body_text()),
         }

@@ -247,9 +247,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if !repeated_queries.is_empty() {
         eprintln!(
-            "warning: {} queries repeat an id an earlier query has (for example {:?}); the last text of each is used",
+            "warning: {} queries repeat an id an earlier query has (for example {}); the last text of each is used",
             repeated_queries.len(),
-            &repeated_queries[..repeated_queries.len().min(5)]
+            repeated_queries.iter().take(5).map(|id| format!("{id:?}")).collect::<Vec<_>>().join(", ")
         );
     }
     // Every judged query counts (trec_eval -c): one missing from the queries file is kept, blank.
@@ -267,7 +267,10 @@ pub fn run(args: &Args) -> Result<()> {
     let (blank, searched): (Vec<Query>, Vec<Query>) = queries.iter().cloned().partition(|q| q.text.trim().is_empty());
     for q in &blank {
         if known.contains(&q.id) {
-            eprintln!("warning: query {:?} is blank: it gets no results (scores 0, as trec_eval counts it)", q.id);
+            eprintln!(
+                "warning: query {:?} is blank: it gets no results (scores 0, as trec_eval -c counts it; trec_eval without -c and BEIR's mean leave queries without results out)",
+                q.id
+            );
         }
     }
     if searched.is_empty() {

@@ -5,7 +5,7 @@
 use super::adaptive::{StopRule, overlap};
 use super::plan::{IndexShape, Shortlist, StagePlan};
 use super::request::{RungVector, StageReport, Timings};
-use crate::encoder::{QueryState, normalize};
+use crate::encoder::{Encoder, QueryState, normalize};
 use crate::error::{Error, Result};
 use crate::kernels::team::Fork;
 use crate::model::profile::Similarity;
@@ -108,12 +108,15 @@ pub(crate) struct Cascade<'a> {
     pub trace: bool,
     /// Only these documents (per segment), when the request has a metadata filter.
     pub allowed: Option<&'a [Mask]>,
+    /// Run a graph shortlist on another thread while the encoder continues to the next
+    /// stage's layer (text queries); the encoder's team yields to it meanwhile.
+    pub overlap_with: Option<&'a Encoder>,
 }
 
 impl Cascade<'_> {
     /// Runs the cascade for one query.
     pub(crate) fn run(&self, source: &mut QuerySource<'_>) -> Result<Outcome> {
-        let Cascade { snapshot, shape, plan, k, stop, fork, trace, allowed } = *self;
+        let Cascade { snapshot, shape, plan, k, stop, fork, trace, allowed, overlap_with } = *self;
         let mut timings = Timings::default();
         let mut reports = Vec::with_capacity(plan.stages.len());
         let mut traced = Vec::new();
@@ -129,11 +132,25 @@ impl Cascade<'_> {
         timings.encode_ms += encode_ms;
         let keep0 = if plan.stages.len() == 1 { k } else { first.keep };
         let t = Instant::now();
-        let (mut candidates, method) = match plan.shortlist(shape) {
-            Shortlist::Graph { ef } => (snapshot.graph_search_in(&q, keep0, ef.max(keep0), allowed)?, "graph"),
-            Shortlist::Scan => (parallel_scan(snapshot, rung_index(first.rung)?, &q, keep0, fork, allowed)?, "scan"),
+        // The next stage's query vector, when it was encoded while the shortlist ran.
+        let mut ready: Option<(Vec<f32>, f64)> = None;
+        let rung0 = rung_index(first.rung)?;
+        let (mut candidates, method, search_ms) = match plan.shortlist(shape) {
+            Shortlist::Graph { ef } => {
+                let ef = ef.max(keep0);
+                let next = plan.stages.get(1).map(|s| s.rung);
+                match (overlap_with, next, matches!(source, QuerySource::Text(_))) {
+                    (Some(encoder), Some(next), true) => {
+                        let (hits, vector, walked) =
+                            overlapped_graph(snapshot, rung0, &q, keep0, ef, allowed, encoder, source, next)?;
+                        ready = Some(vector);
+                        (hits, "graph", walked)
+                    }
+                    _ => (parallel_graph(snapshot, rung0, &q, keep0, ef, fork, allowed)?, "graph", ms(t)),
+                }
+            }
+            Shortlist::Scan => (parallel_scan(snapshot, rung0, &q, keep0, fork, allowed)?, "scan", ms(t)),
         };
-        let search_ms = ms(t);
         if method == "graph" {
             timings.graph_ms += search_ms;
         } else {
@@ -155,7 +172,10 @@ impl Cascade<'_> {
         // Stages 1..: continue the encoding, rescore, cut.
         for (i, stage) in plan.stages.iter().enumerate().skip(1) {
             let last = i + 1 == plan.stages.len();
-            let (q, encode_ms) = source.vector(stage.rung)?;
+            let (q, encode_ms) = match ready.take() {
+                Some(vector) => vector,
+                None => source.vector(stage.rung)?,
+            };
             timings.encode_ms += encode_ms;
             let t = Instant::now();
             let entering = candidates.len();
@@ -241,6 +261,101 @@ fn parallel_rescore(snapshot: &Snapshot, rung: usize, query: &[f32], hits: &mut 
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// The graph shortlist split over the fork's parts (segments dealt round-robin), merged
+/// (unordered).
+fn parallel_graph(
+    snapshot: &Snapshot,
+    rung: usize,
+    query: &[f32],
+    keep: usize,
+    ef: usize,
+    fork: &dyn Fork,
+    allowed: Option<&[Mask]>,
+) -> Result<Vec<Hit>> {
+    let parts = fork.parts().min(snapshot.segment_count()).max(1);
+    if parts == 1 {
+        return Ok(snapshot.graph_search_in(rung, query, keep, ef, allowed, 0, 1, true)?);
+    }
+    let results: Vec<Mutex<Option<barista_index::Result<Vec<Hit>>>>> = (0..parts).map(|_| Mutex::new(None)).collect();
+    fork.fork(&|part| {
+        if part < parts {
+            let r = snapshot.graph_search_in(rung, query, keep, ef, allowed, part, parts, true);
+            *results[part].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        }
+    });
+    let mut hits = Vec::new();
+    for slot in results {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(r) => hits.extend(r?),
+            None => return Err(Error::InvalidRequest("a graph part did not run".into())),
+        }
+    }
+    select_hits(&mut hits, keep);
+    Ok(hits)
+}
+
+/// A query vector and the milliseconds spent encoding for it.
+type Encoded = (Vec<f32>, f64);
+
+/// The graph shortlist on a helper thread and this one, while this one first encodes the query
+/// to `next` (the encoder's team runs serially meanwhile: the helper has the other core).
+/// Segments are claimed one at a time by whichever thread is free. Returns the shortlist, the
+/// next stage's vector with its encoding time, and the walks' total time (ms).
+#[allow(clippy::too_many_arguments)]
+fn overlapped_graph(
+    snapshot: &Snapshot,
+    rung: usize,
+    query: &[f32],
+    keep: usize,
+    ef: usize,
+    allowed: Option<&[Mask]>,
+    encoder: &Encoder,
+    source: &mut QuerySource<'_>,
+    next: Rung,
+) -> Result<(Vec<Hit>, Encoded, f64)> {
+    let segments = snapshot.segment_count();
+    let claim = std::sync::atomic::AtomicUsize::new(0);
+    let found: Mutex<(Vec<Hit>, f64, Option<barista_index::Error>)> = Mutex::new((Vec::new(), 0.0, None));
+    let walk = || {
+        loop {
+            let s = claim.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if s >= segments {
+                return;
+            }
+            let t = Instant::now();
+            let r = snapshot.graph_search_in(rung, query, keep, ef, allowed, s, segments, true);
+            let took = ms(t);
+            let mut f = found.lock().unwrap_or_else(|e| e.into_inner());
+            f.1 += took;
+            match r {
+                Ok(hits) => f.0.extend(hits),
+                Err(e) => {
+                    f.2.get_or_insert(e);
+                }
+            }
+        }
+    };
+    let (vector, joined) = std::thread::scope(|scope| {
+        let helper = scope.spawn(|| {
+            let _caller = encoder.enter();
+            walk();
+        });
+        let vector = source.vector(next);
+        walk();
+        (vector, helper.join().is_ok())
+    });
+    if !joined {
+        return Err(Error::InvalidRequest("the graph search thread failed".into()));
+    }
+    let vector = vector?;
+    let (mut hits, walked, failure) = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    select_hits(&mut hits, keep);
+    Ok((hits, vector, walked))
 }
 
 /// An exhaustive scan of one rung split over the fork's parts, merged (unordered).

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case", tag = "method")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Shortlist {
-    /// The HNSW graph (on the index's graph rung), with this candidate list size.
+    /// The HNSW graphs on the stage's rung (one of the index's graph rungs), with this
+    /// candidate list size; segments without a graph there, or small enough that a scan costs
+    /// less, are scanned.
     Graph {
         /// HNSW `ef` (at least the number of candidates kept).
         ef: usize,
@@ -27,8 +29,8 @@ pub struct Stage {
     pub rung: Rung,
     /// Candidates kept after this stage (the last stage keeps the request's `k`).
     pub keep: usize,
-    /// For the first stage: how candidates are found (default: the graph when the rung is the
-    /// graph rung and the index is large, else a scan).
+    /// For the first stage: how candidates are found (default: the graph when the rung has
+    /// one and the index is large, else a scan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortlist: Option<Shortlist>,
 }
@@ -38,8 +40,8 @@ pub struct Stage {
 pub struct IndexShape {
     /// Stored rungs, smallest first.
     pub rungs: Vec<Rung>,
-    /// The rung the HNSW graph is built on.
-    pub graph_rung: Rung,
+    /// The rungs HNSW graphs are built on, smallest first.
+    pub graph_rungs: Vec<Rung>,
     /// Live documents.
     pub docs: u64,
 }
@@ -52,6 +54,13 @@ pub const PROFILES: &[&str] = &["fast", "balanced", "exact"];
 /// graph at the generous shortlists 2D cascades need, see BENCHMARKS.md); the switch point
 /// itself is an estimate from how both costs grow, not yet a measurement.
 pub const SCAN_BELOW_DOCS: u64 = 200_000;
+
+/// `balanced`'s cuts when it shortlists through the graph: candidates kept after the graph
+/// rung, then after each larger rung but the last (which keeps `k`).
+pub const GRAPH_BALANCED: &[usize] = &[1000, 300, 100];
+
+/// `fast`'s shortlist when it goes through the graph.
+pub const GRAPH_FAST: usize = 300;
 
 /// A plan: the stages in order. The last stage's `keep` is the number of hits returned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,19 +77,22 @@ impl StagePlan {
     ///   rung is also a point where adaptive stopping can end the query).
     /// - `fast`: a smaller shortlist, then straight to the largest rung.
     ///
-    /// Below [`SCAN_BELOW_DOCS`] documents the shortlist is an exhaustive scan: for `balanced`
-    /// of the third-largest rung (1,500 candidates, then 500 at the second-largest rung: the
-    /// small rungs of 2D Matryoshka models are weak and would need far longer shortlists), for
-    /// `fast` of the middle rung (1,000 candidates). Above, an HNSW search at the graph rung
-    /// (300 / 100 candidates), whose cost grows with the logarithm of the index.
+    /// Below [`SCAN_BELOW_DOCS`] documents (or without a graph) the shortlist is an exhaustive
+    /// scan: for `balanced` of the third-largest rung (1,500 candidates, then 500 at the
+    /// second-largest rung: the small rungs of 2D Matryoshka models are weak and would need far
+    /// longer shortlists), for `fast` of the middle rung (1,000 candidates). Above, an HNSW
+    /// search on the smallest graph rung, whose cost grows with the logarithm of the index:
+    /// `balanced` keeps [`GRAPH_BALANCED`] candidates through the larger rungs, `fast`
+    /// [`GRAPH_FAST`] straight to the largest (constants measured on SciFact's training queries
+    /// over a million passages, see BENCHMARKS.md).
     pub fn profile(name: &str, shape: &IndexShape, k: usize) -> Result<StagePlan> {
         let largest = *shape.rungs.last().ok_or_else(|| Error::InvalidRequest("the index stores no rungs".into()))?;
         let k = k.max(1);
-        let graph = shape.docs >= SCAN_BELOW_DOCS;
-        let start = if graph {
-            shape.rungs.iter().position(|r| *r == shape.graph_rung).unwrap_or(0)
-        } else {
-            (shape.rungs.len() - 1) / 2
+        let graph_rung = shape.graph_rungs.first().copied().filter(|_| shape.docs >= SCAN_BELOW_DOCS);
+        let graph = graph_rung.is_some();
+        let start = match graph_rung {
+            Some(g) => shape.rungs.iter().position(|r| *r == g).unwrap_or(0),
+            None => (shape.rungs.len() - 1) / 2,
         };
         let climb = &shape.rungs[start..];
         let balanced_start = if graph { start } else { shape.rungs.len().saturating_sub(3) };
@@ -95,7 +107,7 @@ impl StagePlan {
                     .map(|(i, &rung)| {
                         let keep = match (graph, climb.len() - 1 - i) {
                             (_, 0) => k,
-                            (true, _) => (300 / (i * (i + 1)).max(1)).max(k),
+                            (true, _) => GRAPH_BALANCED[i.min(GRAPH_BALANCED.len() - 1)].max(k),
                             (false, 1) => 500.max(k),
                             (false, _) => 1500.max(k),
                         };
@@ -104,7 +116,7 @@ impl StagePlan {
                     .collect()
             }
             "fast" => {
-                let first = if graph { 100 } else { 1000 }.max(k);
+                let first = if graph { GRAPH_FAST } else { 1000 }.max(k);
                 let mut stages = vec![Stage { rung: climb[0], keep: first, shortlist: Some(shortlist(first)) }];
                 if climb[0] != largest {
                     stages.push(Stage { rung: largest, keep: k, shortlist: None });
@@ -160,10 +172,12 @@ impl StagePlan {
             }
         }
         if let Some(Shortlist::Graph { ef }) = first.shortlist {
-            if first.rung != shape.graph_rung {
+            if !shape.graph_rungs.contains(&first.rung) {
+                let rungs: Vec<String> = shape.graph_rungs.iter().map(Rung::to_string).collect();
                 return bad(format!(
-                    "the graph is built on rung {}, not {}: use a scan or start there",
-                    shape.graph_rung, first.rung
+                    "the index has graphs on {}, not on {}: use a scan or start at a graph rung",
+                    if rungs.is_empty() { "no rung".to_string() } else { rungs.join(" ") },
+                    first.rung
                 ));
             }
             if ef == 0 {
@@ -176,7 +190,7 @@ impl StagePlan {
     /// The first stage's shortlist method (with the default resolved).
     pub fn shortlist(&self, shape: &IndexShape) -> Shortlist {
         let first = &self.stages[0];
-        first.shortlist.unwrap_or(if first.rung == shape.graph_rung && shape.docs >= SCAN_BELOW_DOCS {
+        first.shortlist.unwrap_or(if shape.graph_rungs.contains(&first.rung) && shape.docs >= SCAN_BELOW_DOCS {
             Shortlist::Graph { ef: first.keep }
         } else {
             Shortlist::Scan
@@ -241,7 +255,7 @@ mod tests {
     fn shape(docs: u64) -> IndexShape {
         IndexShape {
             rungs: [(1, 32), (2, 64), (3, 96), (4, 128), (5, 256), (6, 384)].iter().map(|&r| r.into()).collect(),
-            graph_rung: Rung::new(5, 256),
+            graph_rungs: vec![Rung::new(3, 96)],
             docs,
         }
     }
@@ -251,13 +265,13 @@ mod tests {
         let b = StagePlan::profile("balanced", &shape(50_000), 10).unwrap();
         assert_eq!(b.to_string(), "4,128:1500:scan 5,256:500 6,384:10");
         let big = StagePlan::profile("balanced", &shape(5_000_000), 10).unwrap();
-        assert_eq!(big.to_string(), "5,256:300:graph=300 6,384:10");
+        assert_eq!(big.to_string(), "3,96:1000:graph=1000 4,128:300 5,256:100 6,384:10");
         let e = StagePlan::profile("exact", &shape(10), 7).unwrap();
         assert_eq!(e.stages, vec![Stage { rung: Rung::new(6, 384), keep: 7, shortlist: Some(Shortlist::Scan) }]);
         assert_eq!(StagePlan::profile("fast", &shape(50_000), 10).unwrap().to_string(), "3,96:1000:scan 6,384:10");
         assert_eq!(
             StagePlan::profile("fast", &shape(5_000_000), 10).unwrap().to_string(),
-            "5,256:100:graph=100 6,384:10"
+            "3,96:300:graph=300 6,384:10"
         );
         // Large k: every cut keeps at least k.
         let wide = StagePlan::profile("balanced", &shape(50_000), 2000).unwrap();
@@ -268,7 +282,7 @@ mod tests {
     #[test]
     fn explicit_plans_are_parsed_and_checked() {
         let s = shape(1000);
-        let p = StagePlan::parse("5,256:2000:graph=4000 6,384:10").unwrap();
+        let p = StagePlan::parse("3,96:2000:graph=4000 6,384:10").unwrap();
         assert_eq!(p.stages[0].shortlist, Some(Shortlist::Graph { ef: 4000 }));
         p.validate(&s).unwrap();
         assert_eq!(StagePlan::parse(&p.to_string()).unwrap(), p);
@@ -276,7 +290,7 @@ mod tests {
             ("3,96:100 2,64:10", "climb"),
             ("3,96:100 4,128:200", "receives only"),
             ("7,96:10", "does not store"),
-            ("2,64:10:graph=100", "graph is built on rung (5,256)"),
+            ("2,64:10:graph=100", "graphs on (3,96), not on (2,64)"),
             ("3,96:0", "keeps no candidates"),
         ] {
             let err = StagePlan::parse(plan).unwrap().validate(&s).unwrap_err().to_string();

@@ -48,6 +48,11 @@ pub struct SearchRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Run a graph shortlist while the query's deeper layers are still being encoded, on
+    /// another thread (default on): latency approaches max(encoding, shortlist) + rescoring
+    /// instead of their sum. Off runs them one after the other, each on every query thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_encoding: Option<bool>,
     /// Return stored texts.
     #[serde(default)]
     pub include_text: bool,
@@ -71,6 +76,7 @@ impl SearchRequest {
             stages: None,
             adaptive: None,
             filter: None,
+            overlap_encoding: None,
             include_text: false,
             include_metadata: false,
         }

@@ -39,7 +39,7 @@ pub fn config_with(rungs: &[(usize, usize)], f16: &[usize], i8: &[usize], graph:
                 },
             })
             .collect(),
-        graph: GraphParams { rung: graph, min_docs: 0, ..GraphParams::default() },
+        graph: GraphParams { min_docs: 0, ..GraphParams::on(graph) },
     }
 }
 

@@ -1,0 +1,435 @@
+//! Millions of documents: `barista-bench large` measures an index of a million real passages
+//! (or of ten million, expanded from them by `barista-bench expand`) the way a user meets it —
+//! opening it, the memory it takes while serving, each rung's shortlist quality, and the
+//! cascade's plans against the exhaustive search, from text queries encoded by the real model.
+
+use crate::collection::SplitMix64;
+use anyhow::{Context, Result, bail};
+use barista_bench::indexing::bar;
+use barista_bench::stats::Latency;
+use barista_datasets::{DataSet, Reading};
+use barista_engine::{Engine, OpenOptions, Rung, SearchRequest, StagePlan};
+use barista_index::{DocAddress, Index, IndexConfig, NewDocument};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Arguments of `barista-bench large`.
+#[derive(clap::Args)]
+pub struct LargeArgs {
+    /// The index (built by `barista index` from `barista-bench collection`'s passages, or by
+    /// `barista-bench expand`).
+    #[arg(long)]
+    index: PathBuf,
+    /// The model folder (default: where the index says).
+    #[arg(long)]
+    model: Option<String>,
+    /// BEIR SciFact folder (the queries).
+    #[arg(long, default_value = "../shared/datasets/scifact")]
+    dataset: PathBuf,
+    /// Which queries: `test` (300; the reported numbers) or `train` (809; for choosing the
+    /// profiles' constants).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Also run these plans (`L,D:KEEP[:graph=EF|:scan] …`), each against exact.
+    #[arg(long = "plan")]
+    plans: Vec<String>,
+    /// Skip the per-rung shortlist table (it scans every rung for every query).
+    #[arg(long)]
+    no_rungs: bool,
+    /// Timed repetitions of the query set per plan.
+    #[arg(long, default_value_t = 2)]
+    repeat: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Memory of this process, from /proc/self/status (kB → MB).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Memory {
+    /// Resident set.
+    pub rss_mb: f64,
+    /// Anonymous memory (heap, stacks): what the process owns.
+    pub anon_mb: f64,
+    /// Mapped file pages resident (index files, the model): the page cache's, shared.
+    pub file_mb: f64,
+}
+
+/// This process's memory now (zeros where /proc is unavailable).
+pub fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    Memory { rss_mb: field("VmRSS:"), anon_mb: field("RssAnon:"), file_mb: field("RssFile:") }
+}
+
+#[derive(Serialize)]
+struct RungRow {
+    rung: String,
+    /// Share of the exact top 10 (largest rung) inside this rung's exact top N.
+    recall_of_final_top10: Vec<(usize, f64)>,
+    /// Mean over queries of the top-1 score, and of the 100th.
+    top1_score: f64,
+    top100_score: f64,
+}
+
+#[derive(Serialize)]
+struct PlanRow {
+    label: String,
+    plan: String,
+    overlap_with_exact: f64,
+    search: Latency,
+    end_to_end: Latency,
+    end_to_end_without_overlap: Option<Latency>,
+    search_over_exact: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs `request` (its query replaced) for every query `repeat` times after one warm-up pass:
+/// the last pass's top-10 addresses, search-time and end-to-end latencies.
+fn run_plan(
+    engine: &Engine,
+    queries: &[String],
+    template: &SearchRequest,
+    repeat: usize,
+) -> Result<(Vec<Vec<String>>, Latency, Latency)> {
+    let mut search = Vec::new();
+    let mut total = Vec::new();
+    let mut tops = Vec::new();
+    for pass in 0..=repeat.max(1) {
+        tops.clear();
+        for q in queries {
+            let request = SearchRequest { query: Some(q.clone()), ..template.clone() };
+            let t = Instant::now();
+            let response = engine.search(&request)?;
+            let took = t.elapsed();
+            if pass > 0 {
+                let tm = &response.timings;
+                search.push(Duration::from_secs_f64((tm.graph_ms + tm.scan_ms + tm.rescore_ms) / 1e3));
+                total.push(took);
+            }
+            tops.push(response.hits.iter().map(|h| h.id.clone()).collect());
+        }
+    }
+    Ok((tops, Latency::of(&mut search), Latency::of(&mut total)))
+}
+
+fn overlap(a: &[Vec<String>], b: &[Vec<String>]) -> f64 {
+    let mut total = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        let truth: HashSet<&String> = y.iter().collect();
+        total += x.iter().filter(|d| truth.contains(d)).count() as f64 / truth.len().max(1) as f64;
+    }
+    total / a.len().max(1) as f64
+}
+
+pub fn large(args: &LargeArgs) -> Result<()> {
+    let data = DataSet::detect(&args.dataset)?;
+    let (queries, _) = data.judged_queries(&args.split, &Reading::strict())?;
+    let texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
+    // Opening: the index alone (p50 of 5), then with its graphs mapped and verified.
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let index =
+            Index::open_with(&args.index, barista_index::OpenOptions { lazy_graphs: true, ..Default::default() })?;
+        opens.push(t.elapsed());
+        drop(index);
+    }
+    let open = Latency::of(&mut opens);
+    let t = Instant::now();
+    let index = Index::open(&args.index)?;
+    let open_with_graphs = ms(t.elapsed());
+    drop(index);
+    let before = memory();
+    let options = OpenOptions { model: args.model.clone(), ..OpenOptions::default() };
+    let engine = Engine::open(&args.index, &options).with_context(|| format!("opening {}", args.index.display()))?;
+    let snapshot = engine.index().snapshot();
+    let n = snapshot.len();
+    let bytes: u64 = snapshot.manifest().files().map(|f| f.len).sum();
+    let graph_bytes: u64 = snapshot.manifest().segments.iter().flat_map(|s| s.graphs.iter().map(|g| g.file.len)).sum();
+    eprintln!(
+        "{n} documents in {} segments ({:.2} GB, graphs {:.2} GB); {} {} queries",
+        snapshot.segment_count(),
+        bytes as f64 / 1e9,
+        graph_bytes as f64 / 1e9,
+        texts.len(),
+        args.split
+    );
+    let shape = engine.shape();
+    let mut plans: Vec<(String, StagePlan)> = Vec::new();
+    for name in ["balanced", "fast"] {
+        plans.push((name.to_string(), StagePlan::profile(name, &shape, 10)?));
+    }
+    for p in &args.plans {
+        let plan = StagePlan::parse(p).map_err(anyhow::Error::msg)?;
+        plan.validate(&shape)?;
+        plans.push((p.clone(), plan));
+    }
+    let request = |plan: &StagePlan, overlap: bool| SearchRequest {
+        stages: Some(plan.stages.clone()),
+        adaptive: Some(false),
+        overlap_encoding: Some(overlap),
+        ..SearchRequest::text("").with_k(10)
+    };
+    // Serving first (what a server does), then memory, then the exhaustive reference.
+    let mut measured = Vec::new();
+    for (label, plan) in &plans {
+        eprintln!("plan {label}: {plan}");
+        let (tops, search, total) = run_plan(&engine, &texts, &request(plan, true), args.repeat)?;
+        let serial = if plan.shortlist(&shape) != barista_engine::Shortlist::Scan && plan.stages.len() > 1 {
+            Some(run_plan(&engine, &texts, &request(plan, false), args.repeat)?.2)
+        } else {
+            None
+        };
+        measured.push((label.clone(), plan.clone(), tops, search, total, serial));
+    }
+    let serving = memory();
+    eprintln!("exact…");
+    let exact_plan = StagePlan::profile("exact", &shape, 10)?;
+    let (exact_tops, exact_search, exact_total) = run_plan(&engine, &texts, &request(&exact_plan, false), 1)?;
+    let after_exact = memory();
+    let mut rows = vec![PlanRow {
+        label: "exact".into(),
+        plan: exact_plan.to_string(),
+        overlap_with_exact: 1.0,
+        search: exact_search,
+        end_to_end: exact_total,
+        end_to_end_without_overlap: None,
+        search_over_exact: 1.0,
+    }];
+    for (label, plan, tops, search, total, serial) in measured {
+        rows.push(PlanRow {
+            label,
+            plan: plan.to_string(),
+            overlap_with_exact: overlap(&tops, &exact_tops),
+            search,
+            end_to_end: total,
+            end_to_end_without_overlap: serial,
+            search_over_exact: search.p50_ms / exact_search.p50_ms,
+        });
+    }
+    let rungs = if args.no_rungs { Vec::new() } else { rung_table(&engine, &texts)? };
+    println!(
+        "\n### {n} documents, {} segments, {:.2} GB on disk ({:.2} GB of graphs); {} SciFact {} queries\n",
+        snapshot.segment_count(),
+        bytes as f64 / 1e9,
+        graph_bytes as f64 / 1e9,
+        texts.len(),
+        args.split
+    );
+    println!(
+        "Open: {:.1} ms p50 (graphs left on disk), {open_with_graphs:.0} ms with every graph mapped and verified.",
+        open.p50_ms
+    );
+    println!(
+        "Memory (MB; RSS = anonymous + mapped file pages): before the engine {:.0} ({:.0} + {:.0}); serving the plans \
+         below {:.0} ({:.0} + {:.0}); after the exhaustive scans {:.0} ({:.0} + {:.0}).\n",
+        before.rss_mb,
+        before.anon_mb,
+        before.file_mb,
+        serving.rss_mb,
+        serving.anon_mb,
+        serving.file_mb,
+        after_exact.rss_mb,
+        after_exact.anon_mb,
+        after_exact.file_mb
+    );
+    println!(
+        "| plan | top-10 overlap with exact | search p50 ms | search / exact | end-to-end p50 ms | without overlap |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for r in &rows {
+        println!(
+            "| {} `{}` | {:.3} | {:.3} | {:.4} | {:.3} | {} |",
+            r.label,
+            r.plan,
+            r.overlap_with_exact,
+            r.search.p50_ms,
+            r.search_over_exact,
+            r.end_to_end.p50_ms,
+            r.end_to_end_without_overlap.map_or("–".into(), |l| format!("{:.3}", l.p50_ms))
+        );
+    }
+    if !rungs.is_empty() {
+        println!(
+            "\n| rung | final top 10 within the rung's top 100 / 300 / 1,000 / 3,000 | mean top-1 score | mean 100th score |"
+        );
+        println!("| --- | --- | ---: | ---: |");
+        for r in &rungs {
+            let cells: Vec<String> = r.recall_of_final_top10.iter().map(|(_, v)| format!("{v:.3}")).collect();
+            println!("| {} | {} | {:.4} | {:.4} |", r.rung, cells.join(" / "), r.top1_score, r.top100_score);
+        }
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "documents": n, "segments": snapshot.segment_count(), "bytes": bytes, "graph_bytes": graph_bytes,
+            "queries": texts.len(), "split": args.split,
+            "open": open, "open_with_graphs_ms": open_with_graphs,
+            "memory": {"before": before, "serving": serving, "after_exact": after_exact},
+            "plans": rows, "rungs": rungs,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
+    Ok(())
+}
+
+/// For each rung: how much of the exact top 10 at the largest rung its exact top N holds, and
+/// its score spread (the statistics the synthetic expansion must keep).
+fn rung_table(engine: &Engine, texts: &[String]) -> Result<Vec<RungRow>> {
+    let snapshot = engine.index().snapshot();
+    let rungs: Vec<Rung> = snapshot.config().rungs.iter().map(|r| r.rung).collect();
+    let largest = rungs.len() - 1;
+    let depths = [100, 300, 1000, 3000];
+    let mut found = vec![vec![0usize; depths.len()]; rungs.len()];
+    let mut top1 = vec![0.0; rungs.len()];
+    let mut top100 = vec![0.0; rungs.len()];
+    let progress = bar(texts.len() as u64, "rung table");
+    for text in texts {
+        let mut state = engine.encoder().query(text)?;
+        let vectors: Vec<Vec<f32>> = rungs.iter().map(|&r| state.rung(r)).collect::<Result<_, _>>()?;
+        let truth: HashSet<DocAddress> =
+            snapshot.exact_search(largest, &vectors[largest], 10)?.iter().map(|h| h.address).collect();
+        for (r, v) in vectors.iter().enumerate() {
+            let hits = snapshot.exact_search(r, v, 3000)?;
+            for (d, &depth) in depths.iter().enumerate() {
+                found[r][d] += hits.iter().take(depth).filter(|h| truth.contains(&h.address)).count();
+            }
+            top1[r] += f64::from(hits.first().map_or(0.0, |h| h.score));
+            top100[r] += f64::from(hits.get(99).map_or(0.0, |h| h.score));
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let q = texts.len().max(1) as f64;
+    Ok(rungs
+        .iter()
+        .enumerate()
+        .map(|(r, rung)| RungRow {
+            rung: rung.to_string(),
+            recall_of_final_top10: depths
+                .iter()
+                .enumerate()
+                .map(|(d, &depth)| (depth, found[r][d] as f64 / (q * 10.0)))
+                .collect(),
+            top1_score: top1[r] / q,
+            top100_score: top100[r] / q,
+        })
+        .collect())
+}
+
+/// Arguments of `barista-bench expand`.
+#[derive(clap::Args)]
+pub struct ExpandArgs {
+    /// The index of real passages to expand.
+    #[arg(long)]
+    from: PathBuf,
+    /// Where to write the expanded index (resumed if it exists).
+    #[arg(long)]
+    to: PathBuf,
+    /// Documents in the expanded index.
+    #[arg(long, default_value_t = 10_000_000)]
+    docs: usize,
+    /// Documents per segment (each written and committed on its own: memory stays bounded).
+    #[arg(long, default_value_t = 1_000_000)]
+    segment_docs: usize,
+    /// Seed of the expansion.
+    #[arg(long, default_value_t = 2410_13230)]
+    seed: u64,
+}
+
+/// Expands an index of real vectors: the first documents are the real ones; every other is a
+/// blend of two real documents `a` and `b`, `normalise((1 − t) x_a + t x_b)` at every rung with
+/// the same `t` ∈ [0.1, 0.4) (so that its rungs stay the rungs of one document), or without the
+/// normalisation for dot-product profiles. Segments are written one at a time and committed,
+/// so an interrupted run resumes where the last commit ended.
+pub fn expand(args: &ExpandArgs) -> Result<()> {
+    let source = Index::open_with(&args.from, barista_index::OpenOptions { lazy_graphs: true, ..Default::default() })?;
+    let snap = source.snapshot();
+    let config: IndexConfig = snap.config().clone();
+    let cosine = config.profile.contains("\"cosine\"");
+    let real = snap.len() as usize;
+    if real == 0 || snap.segments().iter().any(|s| s.deleted > 0 || s.in_memory) {
+        bail!("{} must hold committed documents without deletions (compact it first)", args.from.display());
+    }
+    // The real vectors, dequantised, one buffer per rung.
+    let mut rows: Vec<Vec<f32>> = config.rungs.iter().map(|r| Vec::with_capacity(real * r.rung.dim)).collect();
+    let progress = bar(real as u64, "reading");
+    for segment in 0..snap.segment_count() as u32 {
+        for (r, buffer) in rows.iter_mut().enumerate() {
+            let block = snap.block(segment, r)?;
+            for row in 0..block.count {
+                buffer.extend(block.row_f32(row));
+            }
+        }
+        progress.inc(u64::from(snap.segments()[segment as usize].documents));
+    }
+    progress.finish_and_clear();
+    let index = if args.to.join("MANIFEST").exists() {
+        let index = Index::open_with(&args.to, barista_index::OpenOptions { lazy_graphs: true, ..Default::default() })?;
+        if index.snapshot().config() != &config {
+            bail!("{} was expanded from another index", args.to.display());
+        }
+        index
+    } else {
+        Index::create(&args.to, config.clone())?
+    };
+    let writer = index.writer()?;
+    let mut done = index.snapshot().len() as usize;
+    if !done.is_multiple_of(args.segment_docs) && done != args.docs {
+        bail!("{} holds {done} documents, not whole segments of {}", args.to.display(), args.segment_docs);
+    }
+    let progress = bar(args.docs as u64, "expanding");
+    progress.set_position(done as u64);
+    while done < args.docs {
+        let end = (done + args.segment_docs).min(args.docs);
+        let mut docs = Vec::with_capacity(end - done);
+        for j in done..end {
+            let vectors: Vec<Vec<f32>> = if j < real {
+                config.rungs.iter().zip(&rows).map(|(r, b)| b[j * r.rung.dim..(j + 1) * r.rung.dim].to_vec()).collect()
+            } else {
+                let mut rng = SplitMix64(args.seed ^ (j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let (a, b) = (rng.below(real), rng.below(real));
+                let t = (0.1 + 0.3 * rng.unit()) as f32;
+                config
+                    .rungs
+                    .iter()
+                    .zip(&rows)
+                    .map(|(r, buffer)| {
+                        let d = r.rung.dim;
+                        let (x, y) = (&buffer[a * d..(a + 1) * d], &buffer[b * d..(b + 1) * d]);
+                        let mut v: Vec<f32> = x.iter().zip(y).map(|(p, q)| (1.0 - t) * p + t * q).collect();
+                        if cosine {
+                            let norm = v.iter().map(|z| z * z).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+                            v.iter_mut().for_each(|z| *z /= norm);
+                        }
+                        v
+                    })
+                    .collect()
+            };
+            docs.push(NewDocument::new(&config, format!("syn-{j}"), None, None, vectors)?);
+        }
+        let graph = bar(0, "graph");
+        writer.add_segment(&docs, &|_, d, t| {
+            graph.set_length(t as u64);
+            graph.set_position(d as u64);
+        })?;
+        graph.finish_and_clear();
+        done = end;
+        progress.set_position(done as u64);
+    }
+    progress.finish_and_clear();
+    eprintln!("{} holds {} documents", args.to.display(), index.snapshot().len());
+    Ok(())
+}
