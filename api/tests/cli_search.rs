@@ -214,3 +214,39 @@ fn bad_lines_are_repaired_or_skipped_by_policy_and_strict_stops() {
     let (ok, stderr, _) = index(&jsonl, "jsonl", "jsonl-strict.idx", true);
     assert!(!ok && stderr.contains("docs.jsonl:1") && stderr.contains("invalid UTF-8"), "{stderr}");
 }
+
+/// `barista graphs` moves an index's HNSW graphs to other rungs from the stored vectors, and
+/// the graph profiles then shortlist through the smallest of them; a rung the index does not
+/// store is refused with the stored rungs named, and changes nothing.
+#[test]
+fn graphs_move_to_other_rungs_without_encoding_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let index = dir.path().join("idx");
+    let model = shared("models/minilm-l6-2d");
+    let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
+    ok(barista(&["index", "--model", m, "--input", i, "--out", x, "--graph-min-docs", "0"]));
+    let graph_rungs = || -> serde_json::Value {
+        let info: serde_json::Value = serde_json::from_str(&ok(barista(&["info", "--index", x, "--json"]))).unwrap();
+        info["segments"][0]["graphs"].clone()
+    };
+    assert_eq!(graph_rungs(), serde_json::json!([[3, 96]]));
+    let refused = barista(&["graphs", "--index", x, "--rung", "7,7"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("not one of the index's stored rungs: (1,32) (2,64)"),
+        "{stderr}"
+    );
+    assert_eq!(graph_rungs(), serde_json::json!([[3, 96]]));
+    let out = barista(&["graphs", "--index", x, "--rung", "5,256", "--rung", "2,64"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("graphs on (2,64) (5,256): built for 1 segment(s)"), "{stderr}");
+    assert_eq!(graph_rungs(), serde_json::json!([[2, 64], [5, 256]]));
+    let json =
+        ok(barista(&["search", "--index", x, "--json", "--k", "5", "--stages", "5,256:20:graph=40 6,384:5", "cancer"]));
+    let response: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(response["stages"][0]["method"], "graph", "{response}");
+    assert_eq!(response["hits"].as_array().unwrap().len(), 5);
+    let verified = ok(barista(&["info", "--index", x, "--verify"]));
+    assert!(verified.contains("(2,64) (5,256)"), "{verified}");
+}

@@ -480,6 +480,37 @@ impl Engine {
         Ok(WriteReport { added: 0, deleted: 0, live: info.live, sequence: info.generation })
     }
 
+    /// Sets the rungs that carry HNSW graphs (each must be a stored rung) and builds the graphs
+    /// segments now lack on them, reporting progress; graphs on rungs no longer named are
+    /// dropped. Returns the number of segments that got graphs. Searches go on meanwhile (a
+    /// segment without its graph is scanned). The plans' graph shortlist starts at the smallest
+    /// graph rung (see [`crate::StagePlan::profile`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for a rung the index does not store or an empty list (an index
+    /// without graphs: use `graph_min_docs` instead); index errors from the commits.
+    pub fn set_graph_rungs(&self, rungs: &[Rung], progress: barista_index::writer::Progress<'_>) -> Result<usize> {
+        if rungs.is_empty() {
+            return Err(Error::InvalidRequest("name at least one graph rung".into()));
+        }
+        let stored: Vec<Rung> = self.inner.index.snapshot().config().rungs.iter().map(|r| r.rung).collect();
+        let positions = rungs
+            .iter()
+            .map(|g| {
+                stored.iter().position(|r| r == g).ok_or_else(|| {
+                    let list: Vec<String> = stored.iter().map(Rung::to_string).collect();
+                    Error::InvalidRequest(format!(
+                        "the graph rung {g} is not one of the index's stored rungs: {}",
+                        list.join(" ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let writer = self.writer()?;
+        writer.set_graph_rungs(&positions)?;
+        Ok(writer.build_graphs(progress)?)
+    }
+
     /// Writes the mutable segment out as an immutable one now (normally the background does).
     pub fn flush(&self) -> Result<WriteReport> {
         let info = self.writer()?.flush()?;

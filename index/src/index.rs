@@ -411,7 +411,6 @@ impl Snapshot {
     /// Up to `k` live documents with the largest inner product at the `rung`-th stored rung,
     /// best first, found through each segment's HNSW graph on that rung (`ef` = candidate list
     /// size) and scored exactly. Segments without a graph there are scanned.
-    /// Best first.
     pub fn graph_search_on(&self, rung: usize, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
         let mut hits = self.graph_search_in(rung, query, k, ef, None, 0, 1, false)?;
         hits.sort_by(hit_order);

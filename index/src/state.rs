@@ -132,7 +132,10 @@ impl State {
         }
         let mut disk = Vec::with_capacity(manifest.segments.len());
         for record in &manifest.segments {
-            let reused = previous.and_then(|p| {
+            // A segment's graphs are numbered by the configuration's graph rungs: reused only
+            // while those are the same.
+            let same_rungs = |p: &&Snapshot| p.config().graph.rungs == manifest.config.graph.rungs;
+            let reused = previous.filter(same_rungs).and_then(|p| {
                 p.segments.iter().find_map(|v| match &v.source {
                     Source::Disk(s) if v.id == record.id && s.has_graphs_of(record) => Some(Arc::clone(s)),
                     _ => None,

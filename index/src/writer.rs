@@ -433,8 +433,12 @@ impl IndexWriter {
                     }
                 }
             }
-            let record = written;
-            let segment = Segment::open(inner.index.dir(), &record, &config)?;
+            // The graph rungs may have changed while the segment was written
+            // (`set_graph_rungs`): it keeps the graphs the current configuration names.
+            let current = live.state.config().clone();
+            let mut record = written;
+            record.graphs.retain(|g| current.graph.rungs.contains(&(g.rung as usize)));
+            let segment = Segment::open(inner.index.dir(), &record, &current)?;
             segment.load_graphs()?;
             let docs_count = record.docs as usize;
             disk.push(DiskSegment {
@@ -444,7 +448,7 @@ impl IndexWriter {
                 record,
             });
             let applied = live.state.manifest.log_applied;
-            inner.commit_disk(&mut live, disk, applied, None, |_| {})?;
+            inner.commit_disk(&mut live, disk, applied, |_| {}, |_| {})?;
             Ok::<_, Error>((docs_count, deleted))
         })();
         drop(paused);
@@ -489,13 +493,80 @@ impl IndexWriter {
         Ok(self.inner.commit_info(0, 0))
     }
 
+    /// Sets which stored rungs carry HNSW graphs (`rungs`: positions in the ladder; any order,
+    /// repeats ignored) and commits it. Graphs on rungs no longer named leave the manifest (their
+    /// files are removed once no snapshot maps them); segments large enough for a graph
+    /// (`GraphParams::min_docs`) get one on each newly named rung from the background builder's
+    /// next pass, or at once through [`IndexWriter::build_graphs`]. Until then searches scan them. Waits for a
+    /// running flush or merge to finish first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a rung the index does not store; I/O errors from the commit,
+    /// which then changes nothing.
+    pub fn set_graph_rungs(&self, rungs: &[usize]) -> Result<CommitInfo> {
+        let inner = &self.inner;
+        inner.check_usable()?;
+        let mut rungs = rungs.to_vec();
+        rungs.sort_unstable();
+        rungs.dedup();
+        let _merging = inner.merging.lock().unwrap_or_else(|e| e.into_inner());
+        let _flushing = inner.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = inner.lock_live();
+        let mut config = live.state.config().clone();
+        if config.graph.rungs == rungs {
+            drop(live);
+            return Ok(inner.commit_info(0, 0));
+        }
+        config.graph.rungs = rungs;
+        config.validate().map_err(|e| Error::InvalidInput(format!("cannot put graphs there: {e}")))?;
+        let dir = inner.index.dir();
+        // Every segment is opened again: its graphs are numbered by the configuration's rungs.
+        let disk = live
+            .state
+            .disk
+            .iter()
+            .map(|d| {
+                let mut record = d.record.clone();
+                record.graphs.retain(|g| config.graph.rungs.contains(&(g.rung as usize)));
+                let segment = Segment::open(dir, &record, &config)?;
+                segment.load_graphs()?;
+                Ok(DiskSegment {
+                    record,
+                    segment: Arc::new(segment),
+                    tombstones: Arc::clone(&d.tombstones),
+                    deleted: d.deleted,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let applied = live.state.manifest.log_applied;
+        inner.commit_disk(&mut live, disk, applied, |m| m.config = config, |_| {})?;
+        drop(live);
+        Ok(inner.commit_info(0, 0))
+    }
+
+    /// Builds now every graph that a segment should have and lacks (after
+    /// [`IndexWriter::set_graph_rungs`], or in an index upgraded from format 2), one segment
+    /// at a time, each committed as it is done; returns how many segments got graphs.
+    pub fn build_graphs(&self, progress: Progress<'_>) -> Result<usize> {
+        self.inner.check_usable()?;
+        let mut built = 0;
+        while self.inner.graph_once(progress)? {
+            built += 1;
+        }
+        Ok(built)
+    }
+
     /// Sets a setting of a layer above and commits it with the manifest.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<CommitInfo> {
         self.inner.check_usable()?;
         let mut live = self.inner.lock_live();
         let disk = live.state.disk.clone();
         let applied = live.state.manifest.log_applied;
-        self.inner.commit_disk(&mut live, disk, applied, Some((key, value)), |_| {})?;
+        let edit = |m: &mut Manifest| {
+            m.settings.retain(|(k, _)| k != key);
+            m.settings.push((key.to_string(), value.to_string()));
+        };
+        self.inner.commit_disk(&mut live, disk, applied, edit, |_| {})?;
         drop(live);
         Ok(self.inner.commit_info(0, 0))
     }
@@ -794,10 +865,16 @@ impl Inner {
             let applied = applied.max(live.state.manifest.log_applied);
             // The flushed mutable segment leaves the state in the same step as its segment
             // enters it: no snapshot ever holds both.
-            self.commit_disk(&mut live, disk, applied, None, |live| {
-                live.state.frozen.pop_front();
-                live.logs.retain(|l| l.last_seq > applied);
-            })
+            self.commit_disk(
+                &mut live,
+                disk,
+                applied,
+                |_| {},
+                |live| {
+                    live.state.frozen.pop_front();
+                    live.logs.retain(|l| l.last_seq > applied);
+                },
+            )
         })();
         live.reserved.remove(&id);
         match result {
@@ -845,6 +922,9 @@ impl Inner {
             self.stopping.load(Ordering::Relaxed)
         });
         let result = built.and_then(|(record, maps)| {
+            // Mapped and verified (its graphs hashed) before the state lock: writes go on meanwhile.
+            let segment = Segment::open(self.index.dir(), &record, &config)?;
+            segment.load_graphs()?;
             let mut live = self.lock_live();
             let docs = record.docs as usize;
             let mut tombstones = Tombstones::repeat(false, docs);
@@ -860,8 +940,6 @@ impl Inner {
                     }
                 }
             }
-            let segment = Segment::open(self.index.dir(), &record, &config)?;
-            segment.load_graphs()?;
             let merged = DiskSegment { record, segment: Arc::new(segment), tombstones: Arc::new(tombstones), deleted };
             let ids: HashSet<u64> = sources.iter().map(|s| s.record.id).collect();
             let mut disk = Vec::with_capacity(live.state.disk.len());
@@ -880,7 +958,7 @@ impl Inner {
                 disk.push(merged);
             }
             let applied = live.state.manifest.log_applied;
-            let committed = self.commit_disk(&mut live, disk, applied, None, |_| {});
+            let committed = self.commit_disk(&mut live, disk, applied, |_| {}, |_| {});
             live.reserved.remove(&id);
             if committed.is_err() && self.check_usable().is_ok() {
                 remove_segment_files(self.index.dir(), id, &live.state.manifest);
@@ -929,8 +1007,17 @@ impl Inner {
             Ok(graphs) => {
                 let added: Vec<String> =
                     graphs.iter().filter(|g| !record.graphs.contains(g)).map(|g| g.file.name.clone()).collect();
+                // Mapped and verified (the new graphs hashed) before the state lock; the segment's
+                // files are those of `record` (only its deletions may change meanwhile, and they
+                // live beside the segment, not in it).
+                let opened = (|| {
+                    let with = SegmentRecord { graphs: graphs.clone(), ..record.clone() };
+                    let segment = Segment::open(dir, &with, &config)?;
+                    segment.load_graphs()?;
+                    Ok::<_, Error>(segment)
+                })();
                 let mut live = self.lock_live();
-                let committed = (|| {
+                let committed = opened.and_then(|segment| {
                     // Gone meanwhile (every document deleted): the files are garbage.
                     let Some(at) = live.state.disk.iter().position(|d| d.record.id == record.id) else {
                         return Ok(());
@@ -938,8 +1025,6 @@ impl Inner {
                     let mut disk = live.state.disk.clone();
                     let mut with = disk[at].record.clone();
                     with.graphs = graphs;
-                    let segment = Segment::open(dir, &with, &config)?;
-                    segment.load_graphs()?;
                     disk[at] = DiskSegment {
                         record: with,
                         segment: Arc::new(segment),
@@ -947,8 +1032,8 @@ impl Inner {
                         deleted: disk[at].deleted,
                     };
                     let applied = live.state.manifest.log_applied;
-                    self.commit_disk(&mut live, disk, applied, None, |_| {})
-                })();
+                    self.commit_disk(&mut live, disk, applied, |_| {}, |_| {})
+                });
                 if committed.is_err() && self.check_usable().is_ok() {
                     for name in added {
                         let _ = std::fs::remove_file(dir.join(name));
@@ -963,7 +1048,8 @@ impl Inner {
     }
 
     /// Commits a manifest naming the live segments of `disk` (writing tombstone files for those
-    /// with new deletions), with `applied` and a setting, and takes it up: the state, then
+    /// with new deletions), with `applied` and `edit`'s changes (a setting, the graph rungs),
+    /// and takes it up: the state, then
     /// `taken_up` (which finishes the state change, e.g. drops a flushed mutable segment), then
     /// one new snapshot and garbage collection. On failure nothing changes and what it wrote is
     /// removed — unless it cannot tell whether the new manifest is in place, in which case the
@@ -973,7 +1059,7 @@ impl Inner {
         live: &mut Live,
         mut disk: Vec<DiskSegment>,
         applied: u64,
-        setting: Option<(&str, &str)>,
+        edit: impl FnOnce(&mut Manifest),
         taken_up: impl FnOnce(&mut Live),
     ) -> Result<()> {
         let dir = self.index.dir();
@@ -983,10 +1069,7 @@ impl Inner {
         manifest.generation += 1;
         manifest.log_applied = applied;
         manifest.next_segment = live.state.next_segment;
-        if let Some((key, value)) = setting {
-            manifest.settings.retain(|(k, _)| k != key);
-            manifest.settings.push((key.to_string(), value.to_string()));
-        }
+        edit(&mut manifest);
         disk.retain(|d| d.live() > 0);
         let mut written = Vec::new();
         let prepared = (|| {

@@ -652,3 +652,58 @@ fn a_segment_without_its_graph_gets_one_in_the_background() {
     drop(_w);
     Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
 }
+
+/// Graphs move to other rungs without encoding anything again: the old rung's graph leaves
+/// the manifest and the directory, the new one is built from the stored vectors and walked,
+/// and both survive a reopen. A rung the index does not store is refused and changes nothing.
+#[test]
+fn graph_rungs_change_on_an_existing_index() {
+    let c = cfg();
+    assert_eq!(c.graph.rungs, vec![0]);
+    let dir = tempfile::tempdir().unwrap();
+    let index = create(dir.path(), c.clone());
+    let w = manual_writer(&index);
+    bulk(&w, docs(&c, "d", 0..300, 0));
+    let graph_files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".graph"))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(graph_files().len(), 1);
+    let generation = index.snapshot().manifest().generation;
+    let refused = w.set_graph_rungs(&[0, 7]).unwrap_err();
+    assert!(matches!(refused, Error::InvalidInput(_)), "{refused}");
+    assert_eq!(index.snapshot().manifest().generation, generation, "a refused change commits nothing");
+
+    w.set_graph_rungs(&[2, 1]).unwrap();
+    let s = index.snapshot();
+    assert_eq!(s.config().graph.rungs, vec![1, 2]);
+    assert!(s.segments()[0].graphs.is_empty(), "the old graph is dropped, the new ones not built yet");
+    assert!(graph_files().is_empty(), "the dropped graph's file is removed");
+    let q = vectors(&c, "d42", 0);
+    let scanned = s.graph_search_on(2, &q[2], 5, 40).unwrap();
+    assert_eq!(s.doc(scanned[0].address).unwrap().id, "d42");
+
+    assert_eq!(w.build_graphs(&|_, _, _| {}).unwrap(), 1);
+    let s = index.snapshot();
+    assert_eq!(s.segments()[0].graphs, vec![c.rungs[1].rung, c.rungs[2].rung]);
+    assert_eq!(graph_files().len(), 2);
+    for rung in [1, 2] {
+        let walked = s.graph_search_on(rung, &q[rung], 5, 40).unwrap();
+        assert_eq!(s.doc(walked[0].address).unwrap().id, "d42", "rung {rung}");
+    }
+    assert_eq!(w.build_graphs(&|_, _, _| {}).unwrap(), 0, "nothing left to build");
+    drop(w);
+    drop(s);
+    drop(index);
+    let index =
+        Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+    let s = index.snapshot();
+    assert_eq!(s.segments()[0].graphs, vec![c.rungs[1].rung, c.rungs[2].rung]);
+    let walked = s.graph_search_on(1, &q[1], 5, 40).unwrap();
+    assert_eq!(s.doc(walked[0].address).unwrap().id, "d42");
+}

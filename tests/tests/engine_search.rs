@@ -383,3 +383,45 @@ fn title_and_metadata_are_kept_apart() {
     drop(e);
     check(&Engine::open(dir.path(), &OpenOptions::default()).unwrap());
 }
+
+/// The case with the real model: 400 copies of one report among 200 distinct ones, in
+/// one segment with a graph. Every distinct report is found through the graph at ef 100 by its
+/// own text (its passage vector at the graph rung), and the copied report's text finds all 400
+/// copies.
+#[test]
+fn copies_of_one_report_hide_no_other_through_the_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = scifact(201);
+    let (copied, distinct) = reports.split_last().unwrap();
+    // Copies interleaved with the distinct reports, as documents arrive, then copies alone.
+    let mut next = distinct.iter();
+    let docs: Vec<Document> = (0..600)
+        .map(|i| match if i % 3 == 2 { None } else { next.next() } {
+            Some(doc) => doc.clone(),
+            None => Document { id: format!("copy-{i}"), ..copied.clone() },
+        })
+        .collect();
+    let copies = docs.iter().filter(|x| x.id.starts_with("copy-")).count();
+    let mut options = CreateOptions::new(model_arg());
+    options.graph_min_docs = 0;
+    let e = Engine::create(dir.path(), &options).unwrap();
+    e.stage(&docs).unwrap();
+    e.commit_with(&|_, _, _| {}).unwrap();
+    let snapshot = e.index().snapshot();
+    assert_eq!(snapshot.segments()[0].graphs.len(), 1, "the segment has its graph");
+    let config = snapshot.config();
+    let graph_rung = config.graph.rungs[0];
+    let rung = config.rungs[graph_rung].rung;
+    // The 200 distinct reports' and the copied report's own passage vectors at the graph rung.
+    let passages: Vec<String> = reports.iter().map(Document::passage).collect();
+    let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
+    let vectors = e.encoder().encode(&refs, TextKind::Passage, &[rung]).unwrap();
+    for (i, doc) in distinct.iter().enumerate() {
+        let hits = snapshot.graph_search_on(graph_rung, vectors.vector(i, 0), 10, 100).unwrap();
+        let first = snapshot.doc(hits[0].address).unwrap().id.to_string();
+        assert_eq!(first, doc.id, "{} is not found through the graph by its own text", doc.id);
+    }
+    let hits = snapshot.graph_search_on(graph_rung, vectors.vector(distinct.len(), 0), copies, copies).unwrap();
+    let found = hits.iter().filter(|h| snapshot.doc(h.address).unwrap().id.starts_with("copy-")).count();
+    assert_eq!(found, copies, "every copy comes back");
+}

@@ -1,8 +1,8 @@
 //! `barista compact`: merge every segment of an index into one, dropping deleted documents.
 
 use super::open_args::{OpenArgs, WriterArgs};
+use super::progress::Progress;
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 
 pub const EXAMPLES: &str = "\
@@ -27,17 +27,9 @@ pub fn run(args: Args) -> Result<()> {
     let engine = args.open.open_writer(args.writer.options()?)?;
     let before = engine.stats();
     let start = Instant::now();
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("graph");
-    engine.compact(&|_, done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let bar = Progress::new(None, "graph");
+    engine.compact(&|_, done, total| bar.set(done as u64, total as u64))?;
+    bar.finish();
     let after = engine.stats();
     eprintln!(
         "compacted {} segment(s) holding {} documents ({} deleted) into {} segment(s) holding {} in {:.1} s",

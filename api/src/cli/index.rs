@@ -2,10 +2,10 @@
 
 use super::input::{self, Format};
 use super::model_args::ModelArgs;
+use super::progress::Progress;
 use anyhow::{Context, Result, bail};
 use barista_engine::{CreateOptions, Document, Engine, OpenOptions, Rung};
 use barista_index::ElementType;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,19 +58,6 @@ pub struct Args {
     /// lines are repaired (U+FFFD) or skipped, and a warning names them.
     #[arg(long)]
     strict: bool,
-}
-
-fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
-    let bar = match total {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::new_spinner(),
-    };
-    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(message.to_string());
-    bar
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -146,7 +133,7 @@ fn build(args: &Args, exists: bool) -> Result<()> {
         });
     }
     let start = Instant::now();
-    let bar = progress_bar(total, "encoding");
+    let bar = Progress::new(total, "encoding");
     let mut batch: Vec<Document> = Vec::with_capacity(args.batch);
     let mut staged = 0;
     let (mut count, mut skipped) = (0u64, 0u64);
@@ -155,12 +142,9 @@ fn build(args: &Args, exists: bool) -> Result<()> {
     let mut repeated: Vec<String> = Vec::new();
     let mut repeats = 0u64;
     let commit = |engine: &Engine| -> Result<()> {
-        let graph = progress_bar(None, "graph");
-        engine.commit_with(&|_, done, total| {
-            graph.set_length(total as u64);
-            graph.set_position(done as u64);
-        })?;
-        graph.finish_and_clear();
+        let graph = Progress::new(None, "graph");
+        engine.commit_with(&|_, done, total| graph.set(done as u64, total as u64))?;
+        graph.finish();
         Ok(())
     };
     let snapshot = engine.index().snapshot();
@@ -197,7 +181,7 @@ fn build(args: &Args, exists: bool) -> Result<()> {
         count += batch.len() as u64;
         bar.inc(batch.len() as u64);
     }
-    bar.finish_and_clear();
+    bar.finish();
     if staged > 0 || (count == 0 && !exists) {
         commit(&engine)?;
     }

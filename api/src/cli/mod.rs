@@ -3,11 +3,13 @@
 mod calibrate;
 mod compact;
 mod embed;
+mod graphs;
 mod index;
 mod info;
 mod input;
 mod model_args;
 mod open_args;
+mod progress;
 mod search;
 mod serve;
 
@@ -40,6 +42,9 @@ enum Command {
     /// Merge every segment into one, dropping deleted documents.
     #[command(after_help = compact::EXAMPLES)]
     Compact(compact::Args),
+    /// Choose the rungs that carry HNSW graphs, and build the graphs segments lack.
+    #[command(after_help = graphs::EXAMPLES)]
+    Graphs(graphs::Args),
     /// Serve an index over HTTP (REST API).
     #[command(after_help = serve::EXAMPLES)]
     Serve(serve::Args),
@@ -64,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Info(args) => info::run(args),
         Command::Compact(args) => compact::run(args),
+        Command::Graphs(args) => graphs::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => barista_bench::evaluate::run(&args),
     }

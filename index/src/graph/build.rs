@@ -697,7 +697,18 @@ fn finish(
     let mut level0 = graph.level0.words;
     let stride = 2 * m + 1;
     let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (doc, &rep) in rep_of.iter().enumerate() {
+    for doc in 0..rep_of.len() {
+        // An exact copy of a row that later joined a near-duplicate group belongs to that
+        // group's representative (a graph row, its own representative): searches read one
+        // level of groups. Chains are at most two links long; the bound only guards the loop.
+        let mut rep = rep_of[doc];
+        for _ in 0..8 {
+            let next = rep_of[rep as usize];
+            if next == rep {
+                break;
+            }
+            rep = next;
+        }
         if rep != doc as u32 {
             groups.entry(rep).or_default().push(doc as u32);
             level0[doc * stride] = IS_COPY;
@@ -892,6 +903,33 @@ mod tests {
                 .collect();
             assert!(missed.is_empty(), "spread {spread}: rows not found by their own vector: {missed:?}");
         }
+    }
+
+    /// An exact copy of a row that itself joins a near-duplicate group: all three rows share
+    /// one group, so a search that reaches the group returns every one of them.
+    #[test]
+    fn an_exact_copy_of_a_near_copy_comes_back() {
+        let dim = 32;
+        let distinct = unit_vectors(300, dim, 11);
+        let center = unit_vectors(1, dim, 12);
+        let noise = unit_vectors(1, dim, 13);
+        let near: Vec<f32> = center.iter().zip(&noise).map(|(c, n)| c + 1e-3 * n).collect();
+        let norm = near.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let near: Vec<f32> = near.iter().map(|x| x / norm).collect();
+        // center (row 0, in the graph long before), its near copy (301), and an exact copy of
+        // the near copy (302).
+        let mut v = center.clone();
+        v.extend_from_slice(&distinct);
+        v.extend_from_slice(&near);
+        v.extend_from_slice(&near);
+        let data = build(block(&v, dim), Kernels::default(), 1, &params(1), &|_, _| {}, &|| false).unwrap();
+        assert_eq!(data.nodes, 301, "both copies are grouped");
+        let dir = tempfile::tempdir().unwrap();
+        let g = open(&data, dir.path());
+        let top: Vec<u32> = search(&g, &v, dim, &near, 3, 50).iter().map(|s| s.doc).collect();
+        let mut sorted = top.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![0, 301, 302], "{top:?}");
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! ```
 //!
 //! Every section starts on a 64-byte boundary. A row's first word holds its number of links
-//! (low 16 bits) and flags (bit 16: the row's vector has exact copies elsewhere in the segment,
-//! listed in the duplicate groups; bit 17: the row is itself such a copy and not in the graph).
+//! (low 16 bits) and flags (bit 16: the row represents a group of exact copies and
+//! near-copies of its vector, listed in the duplicate groups; bit 17: the row is itself such a
+//! member and not in the graph).
 //! The manifest records the file's length and xxh3-64; the whole file is verified before its
 //! graph is first used.
 
@@ -240,14 +241,21 @@ impl Layout {
     }
 }
 
-/// The u32 words of `range` of a mapped file.
+/// The u32 words of `range` of a mapped file (native byte order: the format is little-endian
+/// and Barista builds only for little-endian targets).
 ///
-/// # Safety
-/// `bytes` must start 4-byte aligned (a memory map is page-aligned) and `range` must lie inside
-/// it (checked by [`Layout::parse`]); every section offset is a multiple of 64.
+/// # Panics
+/// When `range` does not lie inside `bytes` or the words are not 4-byte aligned; neither
+/// happens for ranges from [`Layout::parse`] on a memory map (page-aligned, every section
+/// offset a multiple of 64).
 pub fn section(bytes: &[u8], range: (usize, usize)) -> &[u32] {
     let raw = &bytes[range.0..range.0 + range.1];
-    debug_assert!((raw.as_ptr() as usize).is_multiple_of(4));
-    // SAFETY: aligned (see above), in bounds (sliced), and every bit pattern is a valid u32.
+    assert!((raw.as_ptr() as usize).is_multiple_of(4), "graph section not 4-byte aligned");
+    // SAFETY: aligned (checked above), in bounds (sliced), and every bit pattern is a valid u32.
     unsafe { std::slice::from_raw_parts(raw.as_ptr().cast(), raw.len() / 4) }
 }
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "Barista's graph and vector files are little-endian and read in place: build for a little-endian target"
+);

@@ -9,7 +9,7 @@
 //! the extra coordinate ≈ 0: the same code does cosine search.
 //!
 //! Barista builds the graph itself ([`build`]: batch insertion on all cores, HNSW's neighbour
-//! heuristic, exact duplicates collapsed, connectivity repaired) and stores it in its own file
+//! heuristic, exact and near duplicates grouped, connectivity repaired) and stores it in its own file
 //! ([`layout`]): fixed-width rows of links per level, memory-mapped and searched in place, so
 //! opening an index copies nothing and a graph costs what its pages cost. A search scores the
 //! rung's rows as stored (i8, f16 or f32) with the scan kernels — for a fixed query,
@@ -102,7 +102,7 @@ impl SegmentGraph {
         let (words, stride, index) = if level == 0 {
             (section(&self.map, l.level0), 1 + l.m0 as usize, doc as usize)
         } else {
-            let (ids, rows) = l.upper[level - 1];
+            let Some(&(ids, rows)) = l.upper.get(level - 1) else { return (0, &[]) };
             let Ok(i) = section(&self.map, ids).binary_search(&doc) else { return (0, &[]) };
             (section(&self.map, rows), 1 + l.m as usize, i)
         };
