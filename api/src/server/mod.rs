@@ -7,6 +7,7 @@
 //! index writer's background threads.
 
 mod auth;
+mod embeddings;
 mod error;
 mod metrics;
 mod openapi;
@@ -56,6 +57,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/v1/models", get(embeddings::models))
+        .route("/embed", post(embeddings::tei))
         .route("/openapi.json", get(openapi::spec))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -14,7 +14,20 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Barista", description = "Coarse-to-fine search over 2D Matryoshka embeddings."),
-    paths(search_doc, upsert_doc, get_doc, delete_doc, stats_doc, compact_doc, health_doc, ready_doc, metrics_doc),
+    paths(
+        search_doc,
+        upsert_doc,
+        get_doc,
+        delete_doc,
+        stats_doc,
+        compact_doc,
+        health_doc,
+        ready_doc,
+        metrics_doc,
+        openai_doc,
+        models_doc,
+        embed_doc
+    ),
     components(schemas(
         barista_engine::SearchRequest,
         barista_engine::SearchResponse,
@@ -30,6 +43,17 @@ use utoipa::OpenApi;
         super::routes::DocumentsBody,
         super::routes::Deleted,
         super::routes::Status,
+        super::embeddings::Input,
+        super::embeddings::InputType,
+        super::embeddings::EncodingFormat,
+        super::embeddings::EmbeddingsRequest,
+        super::embeddings::Embedding,
+        super::embeddings::EmbeddingItem,
+        super::embeddings::Usage,
+        super::embeddings::EmbeddingsResponse,
+        super::embeddings::EmbedRequest,
+        super::embeddings::ModelCard,
+        super::embeddings::ModelList,
         ErrorBody,
         ErrorDetail,
     ))
@@ -65,7 +89,7 @@ const ERRORS: [(&str, &str); 10] = [
     ("400", "Invalid request (a value out of range, an unknown profile, a bad plan or path, …); nothing changed"),
     ("401", "An API key is required and none was sent"),
     ("403", "The API key does not allow this (or writes are off: the server has only a read key)"),
-    ("404", "No such document"),
+    ("404", "No such document (for /v1/embeddings: the model named is not served here)"),
     ("413", "Body or batch too large"),
     ("415", "The body is not sent as application/json"),
     ("422", "JSON of the wrong shape (an unknown field, a wrong type)"),
@@ -82,7 +106,9 @@ fn statuses(method: &str, path: &str) -> &'static [&'static str] {
         ("get", "/documents/{id}") => &["400", "401", "403", "404", "500", "503"],
         ("delete", "/documents/{id}") => &["400", "401", "403", "404", "500", "503", "507"],
         ("post", "/admin/compact") => &["401", "403", "500", "503", "507"],
-        ("get", "/stats" | "/metrics") => &["401", "403"],
+        ("get", "/stats" | "/metrics" | "/v1/models") => &["401", "403"],
+        ("post", "/v1/embeddings") => &["400", "401", "403", "404", "413", "415", "422", "500", "503"],
+        ("post", "/embed") => &["400", "401", "403", "413", "415", "422", "500", "503"],
         _ => &[],
     }
 }
@@ -113,6 +139,14 @@ pub fn document(limits: &Limits) -> Value {
         json!({"minLength": 1, "maxLength": barista_index::MAX_ID_BYTES}),
     );
     set(&format!("{schemas}/Stage/properties/keep"), json!({"minimum": 1}));
+    // One text, or a list of 1 to max_batch texts (the server's batch limit).
+    if let Some(input) = doc.pointer_mut(&format!("{schemas}/Input")) {
+        *input = json!({"oneOf": [
+            {"type": "string", "description": "One text"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": limits.max_batch,
+             "description": "Several texts; the answer keeps their order"}
+        ]});
+    }
     let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
         for (path, item) in paths.iter_mut() {
@@ -199,3 +233,21 @@ fn ready_doc() {}
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String)))]
 #[allow(dead_code)]
 fn metrics_doc() {}
+
+#[utoipa::path(post, path = "/v1/embeddings", request_body = super::embeddings::EmbeddingsRequest,
+    responses(
+        (status = 200, description = "OpenAI-compatible embeddings: one vector per input, at the rung chosen by `dimensions` and `layer`", body = super::embeddings::EmbeddingsResponse),
+        (status = 404, description = "The model named is not served here", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn openai_doc() {}
+
+#[utoipa::path(get, path = "/v1/models",
+    responses((status = 200, description = "The served model (OpenAI's model list)", body = super::embeddings::ModelList)))]
+#[allow(dead_code)]
+fn models_doc() {}
+
+#[utoipa::path(post, path = "/embed", request_body = super::embeddings::EmbedRequest,
+    responses((status = 200, description = "TEI-compatible embeddings: one vector per input, in order", body = Vec<Vec<f32>>)))]
+#[allow(dead_code)]
+fn embed_doc() {}

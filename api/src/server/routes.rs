@@ -39,7 +39,7 @@ pub struct Status {
     pub documents: Option<u64>,
 }
 
-async fn run<T: Send + 'static>(
+pub(super) async fn run<T: Send + 'static>(
     state: &AppState,
     pool: &super::pool::Pool,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
