@@ -1,0 +1,226 @@
+"""Barista from Python: coarse-to-fine retrieval over 2D Matryoshka embeddings.
+
+A 2D Matryoshka encoder's early layers *and* leading dimensions are usable embeddings, on a
+ladder of rungs ``(layer, dim)``. Barista stores every rung of every document and searches
+coarse to fine: a cheap small-rung vector finds a shortlist, deeper layers of the same query
+encoding rescore it.
+
+>>> import barista
+>>> engine = barista.Engine.create("scifact.idx", model="../shared/models/minilm-l6-2d")
+>>> engine.add([{"id": "d1", "text": "Vitamin D deficiency is linked to depression."}])
+>>> [hit.id for hit in engine.search("vitamin D and mood", k=3)]
+['d1']
+
+Every call that encodes, searches or writes runs in Rust with the GIL released. Errors are
+:class:`InvalidRequestError` (a ``ValueError``: the input is refused as it is, nothing changed)
+or :class:`BaristaError` (a ``RuntimeError``: the engine, its files or the model failed), with
+the engine's own message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _barista
+from ._barista import BaristaError, Hit, InvalidRequestError
+from .client import Client
+
+__all__ = ["Engine", "Encoder", "Client", "Hit", "BaristaError", "InvalidRequestError", "Rung"]
+
+Rung = Tuple[int, int]
+"""A rung of the ladder: ``(layer, dim)``, layer 1-based, dim the leading dimensions kept."""
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _vectors(raw: List[Tuple[int, int, int, bytes]]) -> Dict[Rung, np.ndarray]:
+    """``(layer, dim, n, bytes)`` entries as float32 arrays of shape ``(n, dim)``, by rung."""
+    return {
+        (layer, dim): np.frombuffer(data, dtype="<f4").reshape(n, dim)
+        for layer, dim, n, data in raw
+    }
+
+
+def _texts(texts: Union[str, Sequence[str]]) -> List[str]:
+    if isinstance(texts, str):
+        return [texts]
+    return list(texts)
+
+
+def _rungs(rungs: Optional[Iterable[Rung]]) -> Optional[List[Rung]]:
+    return None if rungs is None else [(int(layer), int(dim)) for layer, dim in rungs]
+
+
+class Encoder:
+    """A 2D Matryoshka encoder on its own, without an index.
+
+    ``model`` is a model folder or a Hugging Face id (downloaded into the Hugging Face cache
+    when online). ``threads`` bounds the worker threads (default: every core).
+    """
+
+    def __init__(self, model: str, *, threads: Optional[int] = None) -> None:
+        self._native = _barista.Encoder(str(model), threads=threads)
+
+    @property
+    def rungs(self) -> List[Rung]:
+        """The model's ladder, small to large: ``[(layer, dim), ...]``."""
+        return self._native.rungs
+
+    @property
+    def model(self) -> str:
+        """The model's name (its folder or Hub id)."""
+        return self._native.model
+
+    def embed(
+        self,
+        texts: Union[str, Sequence[str]],
+        kind: str = "passage",
+        rungs: Optional[Iterable[Rung]] = None,
+    ) -> Dict[Rung, np.ndarray]:
+        """Vectors of ``texts`` at each rung: ``{(layer, dim): float32 array (len(texts), dim)}``.
+
+        One forward pass up to the deepest rung asked for serves every rung. ``kind`` is
+        ``"passage"`` (the passage maximum length) or ``"query"``; ``rungs`` defaults to the
+        whole ladder and may hold any ``(layer, dim)`` the model can produce. Vectors are what
+        the index stores (L2-normalised after truncation for cosine models).
+        """
+        return _vectors(self._native.embed_raw(_texts(texts), kind, _rungs(rungs)))
+
+
+class Engine:
+    """An index directory and the model that fills it, searched coarse to fine.
+
+    Create one with :meth:`create` or open one with :meth:`open`. Safe to share between
+    threads: searches run in parallel, writes are serialised by the index's writer.
+    """
+
+    def __init__(self, native: "_barista.Engine") -> None:
+        self._native = native
+
+    @classmethod
+    def create(
+        cls,
+        path: PathLike,
+        model: str,
+        *,
+        store: str = "f16",
+        store_coarse: str = "i8",
+        graph_rungs: Optional[Iterable[Rung]] = None,
+        threads: Optional[int] = None,
+    ) -> "Engine":
+        """Creates an empty index at ``path`` for ``model`` (a folder or a Hugging Face id).
+
+        ``store`` is the element type of the largest rung (``f32``, ``f16``, ``i8``),
+        ``store_coarse`` that of the smaller rungs; ``graph_rungs`` the rungs HNSW graphs are
+        built on (default: the ladder's middle rung). Raises if ``path`` already holds an index.
+        """
+        native = _barista.Engine.create(
+            os.fspath(path),
+            str(model),
+            store=store,
+            store_coarse=store_coarse,
+            graph_rungs=_rungs(graph_rungs),
+            threads=threads,
+        )
+        return cls(native)
+
+    @classmethod
+    def open(
+        cls, path: PathLike, *, model: Optional[str] = None, threads: Optional[int] = None
+    ) -> "Engine":
+        """Opens the index at ``path`` (built by ``barista index``, the server or Python).
+
+        ``model`` loads the index's model from another place (it must be the same model).
+        """
+        return cls(_barista.Engine.open(os.fspath(path), model=model, threads=threads))
+
+    @property
+    def rungs(self) -> List[Rung]:
+        """The index's ladder, small to large: ``[(layer, dim), ...]``."""
+        return self._native.rungs
+
+    @property
+    def model(self) -> str:
+        """The model's name (its folder or Hub id)."""
+        return self._native.model
+
+    def __len__(self) -> int:
+        """Live documents."""
+        return len(self._native)
+
+    def add(self, documents: Iterable[Mapping[str, Any]]) -> Dict[str, int]:
+        """Adds or replaces documents: ``[{"id", "text", "title"?, "metadata"?}, ...]``.
+
+        Embedded at every rung; durable (in the write-ahead log) and searchable when this
+        returns. All or nothing: one invalid document refuses the batch. Returns the write
+        report ``{"added", "deleted", "live", "sequence"}``.
+        """
+        return self._native.add(list(documents))
+
+    def delete(self, ids: Union[str, Sequence[str]]) -> Dict[str, int]:
+        """Deletes documents by id; ``deleted`` in the report counts those that existed."""
+        return self._native.delete(_texts(ids))
+
+    def get(self, id: str) -> Optional[Dict[str, Any]]:
+        """The stored document ``{"id", "text", "title", "metadata"}``, or None."""
+        return self._native.get(id)
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        profile: Optional[str] = None,
+        filter: Optional[Mapping[str, Any]] = None,
+        stages: Optional[List[Mapping[str, Any]]] = None,
+        adaptive: Optional[bool] = None,
+        include_text: bool = True,
+        include_metadata: bool = True,
+    ) -> List[Hit]:
+        """The ``k`` best documents for ``query``, best first, as :class:`Hit` objects.
+
+        ``profile`` is ``"fast"``, ``"balanced"`` (the default) or ``"exact"``; ``stages`` an
+        explicit plan as in ``POST /search`` (``[{"rung": [4, 128], "keep": 1500}, ...]``);
+        ``filter`` keeps documents whose metadata matches (``{"lang": "en", "year": [2019,
+        2020]}``). Each hit has ``id``, ``score`` (the final rung's similarity), ``rung``,
+        ``title``, ``text`` and ``metadata``.
+        """
+        request: Dict[str, Any] = {
+            "query": query,
+            "k": k,
+            "include_text": include_text,
+            "include_metadata": include_metadata,
+        }
+        if profile is not None:
+            request["profile"] = profile
+        if filter is not None:
+            request["filter"] = dict(filter)
+        if stages is not None:
+            request["stages"] = list(stages)
+        if adaptive is not None:
+            request["adaptive"] = adaptive
+        return self._native.search(request)
+
+    def embed(
+        self,
+        texts: Union[str, Sequence[str]],
+        kind: str = "passage",
+        rungs: Optional[Iterable[Rung]] = None,
+    ) -> Dict[Rung, np.ndarray]:
+        """The index's encoder: see :meth:`Encoder.embed`."""
+        return _vectors(self._native.embed_raw(_texts(texts), kind, _rungs(rungs)))
+
+    def stats(self) -> Dict[str, Any]:
+        """Documents, segments, the write-ahead log, flushes and merges (as ``GET /stats``)."""
+        return self._native.stats()
+
+    def flush(self) -> Dict[str, int]:
+        """Writes the in-memory segment out as an immutable segment now."""
+        return self._native.flush()
+
+    def compact(self) -> Dict[str, int]:
+        """Merges every segment into one (a full merge), committed when it returns."""
+        return self._native.compact()

@@ -1,0 +1,56 @@
+"""Type stubs of the native module (see barista/__init__.py for the documented API)."""
+
+from typing import Any, Dict, List, Optional, Tuple
+
+class BaristaError(RuntimeError):
+    """The engine, its files or the model failed."""
+
+class InvalidRequestError(ValueError):
+    """A request Barista refuses as it is: fix the input; nothing changed."""
+
+class Hit:
+    """One search hit."""
+
+    id: str
+    score: float
+    rung: Tuple[int, int]
+    title: Optional[str]
+    text: Optional[str]
+    metadata: Optional[Dict[str, Any]]
+
+RawRungs = List[Tuple[int, int, int, bytes]]
+
+class Encoder:
+    def __init__(self, model: str, *, threads: Optional[int] = None) -> None: ...
+    @property
+    def rungs(self) -> List[Tuple[int, int]]: ...
+    @property
+    def model(self) -> str: ...
+    def embed_raw(self, texts: List[str], kind: str, rungs: Optional[List[Tuple[int, int]]] = None) -> RawRungs: ...
+
+class Engine:
+    @staticmethod
+    def create(
+        path: str,
+        model: str,
+        *,
+        store: str = "f16",
+        store_coarse: str = "i8",
+        graph_rungs: Optional[List[Tuple[int, int]]] = None,
+        threads: Optional[int] = None,
+    ) -> Engine: ...
+    @staticmethod
+    def open(path: str, *, model: Optional[str] = None, threads: Optional[int] = None) -> Engine: ...
+    @property
+    def rungs(self) -> List[Tuple[int, int]]: ...
+    @property
+    def model(self) -> str: ...
+    def __len__(self) -> int: ...
+    def add(self, documents: List[Dict[str, Any]]) -> Dict[str, int]: ...
+    def delete(self, ids: List[str]) -> Dict[str, int]: ...
+    def get(self, id: str) -> Optional[Dict[str, Any]]: ...
+    def search(self, request: Dict[str, Any]) -> List[Hit]: ...
+    def embed_raw(self, texts: List[str], kind: str, rungs: Optional[List[Tuple[int, int]]] = None) -> RawRungs: ...
+    def stats(self) -> Dict[str, Any]: ...
+    def flush(self) -> Dict[str, int]: ...
+    def compact(self) -> Dict[str, int]: ...

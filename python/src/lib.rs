@@ -1,0 +1,278 @@
+//! `barista._barista`: the native half of the Python package. The Python half
+//! (`python/barista/__init__.py`) wraps these classes with numpy arrays, docstrings and types.
+//!
+//! Every call that encodes, searches or writes releases the GIL (`Python::detach`) while Rust
+//! works, so Python threads run meanwhile and several searches proceed in parallel. Inputs are
+//! converted once into the engine's own serde types (`Document`, `SearchRequest`) through
+//! `pythonize`, so they pass the very checks the REST API applies. Engine errors become
+//! `barista.InvalidRequestError` (a `ValueError`: the caller can fix the input) or
+//! `barista.BaristaError` (a `RuntimeError`: the engine, its files or the model failed), with the
+//! engine's message unchanged.
+
+use barista_engine::{
+    CreateOptions, Document, DocumentBatch, EncoderOptions, Error, OpenOptions, Rung, SearchRequest, TextKind,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use pythonize::{depythonize, pythonize};
+use std::path::PathBuf;
+
+create_exception!(_barista, BaristaError, PyRuntimeError, "The engine, its files or the model failed.");
+create_exception!(_barista, InvalidRequestError, PyValueError, "A request Barista refuses as it is: fix the input.");
+
+/// An engine error as a Python exception with the same message.
+fn py_err(e: Error) -> PyErr {
+    match e {
+        Error::InvalidRequest(message) => InvalidRequestError::new_err(message),
+        other => BaristaError::new_err(other.to_string()),
+    }
+}
+
+/// A conversion error (a wrong Python type or shape) as `InvalidRequestError`.
+fn shape_err(what: &str, e: impl std::fmt::Display) -> PyErr {
+    InvalidRequestError::new_err(format!("{what}: {e}"))
+}
+
+fn encoder_options(threads: Option<usize>) -> EncoderOptions {
+    EncoderOptions { threads, ..EncoderOptions::default() }
+}
+
+fn text_kind(kind: &str) -> PyResult<TextKind> {
+    match kind {
+        "query" => Ok(TextKind::Query),
+        "passage" | "document" => Ok(TextKind::Passage),
+        other => Err(InvalidRequestError::new_err(format!("kind must be \"query\" or \"passage\", not {other:?}"))),
+    }
+}
+
+/// One search hit.
+#[pyclass(frozen, get_all, module = "barista._barista")]
+pub struct Hit {
+    /// The document's id.
+    id: String,
+    /// Its score at the final rung (the model's similarity: cosine or dot product).
+    score: f32,
+    /// The rung the score comes from, as (layer, dim).
+    rung: (usize, usize),
+    /// Its title, when stored and asked for.
+    title: Option<String>,
+    /// Its text, when asked for.
+    text: Option<String>,
+    /// Its metadata (a dict), when stored and asked for.
+    metadata: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl Hit {
+    fn __repr__(&self) -> String {
+        format!("Hit(id={:?}, score={})", self.id, self.score)
+    }
+}
+
+/// Vectors per rung: `(layer, dim, n, little-endian f32 bytes of shape (n, dim))`.
+type RawRungs = Vec<(usize, usize, usize, Vec<u8>)>;
+
+fn embed_raw(
+    encoder: &barista_engine::Encoder,
+    texts: &[String],
+    kind: TextKind,
+    rungs: Option<Vec<(usize, usize)>>,
+) -> Result<RawRungs, Error> {
+    let rungs: Vec<Rung> = match rungs {
+        Some(r) => r.into_iter().map(Rung::from).collect(),
+        None => encoder.profile().rungs.clone(),
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embeddings = encoder.encode(&refs, kind, &rungs)?;
+    Ok(rungs
+        .iter()
+        .enumerate()
+        .map(|(r, rung)| {
+            let bytes = embeddings.block(r).iter().flat_map(|x| x.to_le_bytes()).collect();
+            (rung.layer, rung.dim, texts.len(), bytes)
+        })
+        .collect())
+}
+
+fn raw_to_py<'py>(py: Python<'py>, raw: RawRungs) -> PyResult<Bound<'py, PyList>> {
+    let items =
+        raw.into_iter().map(|(layer, dim, n, bytes)| (layer, dim, n, PyBytes::new(py, &bytes))).collect::<Vec<_>>();
+    PyList::new(py, items)
+}
+
+/// A 2D Matryoshka encoder on its own (no index): vectors per rung.
+#[pyclass(frozen, module = "barista._barista")]
+pub struct Encoder {
+    inner: barista_engine::Encoder,
+}
+
+#[pymethods]
+impl Encoder {
+    #[new]
+    #[pyo3(signature = (model, *, threads = None))]
+    fn new(py: Python<'_>, model: String, threads: Option<usize>) -> PyResult<Encoder> {
+        let options = encoder_options(threads);
+        let inner = py.detach(|| barista_engine::Encoder::load(&model, &options)).map_err(py_err)?;
+        Ok(Encoder { inner })
+    }
+
+    /// The model's ladder: [(layer, dim), …], small to large.
+    #[getter]
+    fn rungs(&self) -> Vec<(usize, usize)> {
+        self.inner.profile().rungs.iter().map(|r| (r.layer, r.dim)).collect()
+    }
+
+    /// The model's name (its folder or Hub id).
+    #[getter]
+    fn model(&self) -> String {
+        self.inner.name().to_string()
+    }
+
+    #[pyo3(signature = (texts, kind, rungs = None))]
+    fn embed_raw<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        kind: &str,
+        rungs: Option<Vec<(usize, usize)>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let kind = text_kind(kind)?;
+        let raw = py.detach(|| embed_raw(&self.inner, &texts, kind, rungs)).map_err(py_err)?;
+        raw_to_py(py, raw)
+    }
+}
+
+/// An index and its model.
+#[pyclass(frozen, module = "barista._barista")]
+pub struct Engine {
+    inner: barista_engine::Engine,
+}
+
+#[pymethods]
+impl Engine {
+    #[staticmethod]
+    #[pyo3(signature = (path, model, *, store = "f16", store_coarse = "i8", graph_rungs = None, threads = None))]
+    fn create(
+        py: Python<'_>,
+        path: PathBuf,
+        model: String,
+        store: &str,
+        store_coarse: &str,
+        graph_rungs: Option<Vec<(usize, usize)>>,
+        threads: Option<usize>,
+    ) -> PyResult<Engine> {
+        let mut options = CreateOptions::new(model);
+        options.encoder = encoder_options(threads);
+        options.element = store.parse().map_err(|e| shape_err("store", e))?;
+        options.coarse_element = store_coarse.parse().map_err(|e| shape_err("store_coarse", e))?;
+        options.graph_rungs = graph_rungs.unwrap_or_default().into_iter().map(Rung::from).collect();
+        let inner = py.detach(|| barista_engine::Engine::create(&path, &options)).map_err(py_err)?;
+        Ok(Engine { inner })
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (path, *, model = None, threads = None))]
+    fn open(py: Python<'_>, path: PathBuf, model: Option<String>, threads: Option<usize>) -> PyResult<Engine> {
+        let options = OpenOptions { model, encoder: encoder_options(threads), ..OpenOptions::default() };
+        let inner = py.detach(|| barista_engine::Engine::open(&path, &options)).map_err(py_err)?;
+        Ok(Engine { inner })
+    }
+
+    /// The index's ladder: [(layer, dim), …], small to large.
+    #[getter]
+    fn rungs(&self) -> Vec<(usize, usize)> {
+        self.inner.encoder().profile().rungs.iter().map(|r| (r.layer, r.dim)).collect()
+    }
+
+    /// The model's name (its folder or Hub id).
+    #[getter]
+    fn model(&self) -> String {
+        self.inner.encoder().name().to_string()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.index().snapshot().len() as usize
+    }
+
+    fn add<'py>(&self, py: Python<'py>, documents: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let docs: Vec<Document> = depythonize(documents).map_err(|e| {
+            shape_err("documents must be a list of dicts {\"id\", \"text\", \"title\"?, \"metadata\"?}", e)
+        })?;
+        let batch = DocumentBatch::check(&docs).map_err(py_err)?;
+        let report = py.detach(|| self.inner.add_batch(&batch)).map_err(py_err)?;
+        Ok(pythonize(py, &report)?)
+    }
+
+    fn delete<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let report = py.detach(|| self.inner.delete(&refs)).map_err(py_err)?;
+        Ok(pythonize(py, &report)?)
+    }
+
+    fn get<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let doc = py.detach(|| self.inner.get(id)).map_err(py_err)?;
+        doc.map(|d| pythonize(py, &d).map_err(PyErr::from)).transpose()
+    }
+
+    /// Runs a search from a request dict shaped as `POST /search`'s body.
+    fn search<'py>(&self, py: Python<'py>, request: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyList>> {
+        let request: SearchRequest = depythonize(request).map_err(|e| shape_err("search request", e))?;
+        let response = py.detach(|| self.inner.search(&request)).map_err(py_err)?;
+        let hits = response
+            .hits
+            .into_iter()
+            .map(|h| {
+                let metadata = h.metadata.as_ref().map(|m| pythonize(py, m).map(Bound::unbind)).transpose()?;
+                Ok(Hit {
+                    id: h.id,
+                    score: h.score,
+                    rung: (h.rung.layer, h.rung.dim),
+                    title: h.title,
+                    text: h.text,
+                    metadata,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, hits)
+    }
+
+    #[pyo3(signature = (texts, kind, rungs = None))]
+    fn embed_raw<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        kind: &str,
+        rungs: Option<Vec<(usize, usize)>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let kind = text_kind(kind)?;
+        let raw = py.detach(|| embed_raw(self.inner.encoder(), &texts, kind, rungs)).map_err(py_err)?;
+        raw_to_py(py, raw)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(pythonize(py, &self.inner.stats())?)
+    }
+
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let report = py.detach(|| self.inner.flush()).map_err(py_err)?;
+        Ok(pythonize(py, &report)?)
+    }
+
+    fn compact<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let report = py.detach(|| self.inner.compact(&|_, _, _| {})).map_err(py_err)?;
+        Ok(pythonize(py, &report)?)
+    }
+}
+
+/// The native module.
+#[pymodule]
+fn _barista(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Engine>()?;
+    m.add_class::<Encoder>()?;
+    m.add_class::<Hit>()?;
+    m.add("BaristaError", m.py().get_type::<BaristaError>())?;
+    m.add("InvalidRequestError", m.py().get_type::<InvalidRequestError>())?;
+    Ok(())
+}
