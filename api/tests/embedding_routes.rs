@@ -33,6 +33,7 @@ fn the_official_openai_client_gets_each_rung_of_the_ladder() {
     let (status, models, _) = call(ureq::get(&server.url("/v1/models")), None);
     assert_eq!(status, 200, "{models}");
     let name = models["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(name, "minilm-l6-2d", "a local folder is named by its last component, not the server's path");
 
     let python = common::python::python(&["openai==3.63.0"]);
     let script = r#"
@@ -103,7 +104,9 @@ fn tei_embed_answers_normalised_vectors_in_order_and_refuses_bad_requests() {
         (json!({"inputs": ["a", "b", "c", "d"]}), 413, "the limit is 3"),
         (json!({"inputs": "a", "layer": 9}), 400, "no rung of the ladder is at layer 9"),
         (json!({"inputs": "a", "layer": 2, "dimensions": 4096}), 400, "4096"),
-        (json!({"inputs": [[101, 102]]}), 422, ""),
+        (json!({"inputs": [[101, 102]]}), 400, "token arrays are not accepted"),
+        (json!({"inputs": [101, 102]}), 400, "token arrays are not accepted"),
+        (json!({"inputs": "a", "normalize": false}), 400, "cosine"),
         (json!({"inputs": "a", "pooling": "cls"}), 422, "pooling"),
     ];
     for (request, want, says) in cases {
@@ -112,7 +115,7 @@ fn tei_embed_answers_normalised_vectors_in_order_and_refuses_bad_requests() {
         assert!(body["error"]["message"].as_str().unwrap().contains(says), "{request}: {body}");
     }
     let (status, body) = post(&server, "/v1/embeddings", &json!({"input": "a", "model": "x"}));
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("model_not_found")), "{body}");
 }
 
 #[test]

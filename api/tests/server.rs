@@ -94,7 +94,7 @@ fn every_bad_input_gets_a_4xx_and_changes_nothing() {
         ("GET", "/documents/%FF", String::new(), 400, "invalid_path"),
         ("DELETE", "/documents/%FF%FE", String::new(), 400, "invalid_path"),
         ("DELETE", "/documents/no-such-id", String::new(), 404, "not_found"),
-        ("GET", "/nowhere", String::new(), 404, "not_found"),
+        ("GET", "/nowhere", String::new(), 404, "no_such_route"),
         ("GET", "/search", String::new(), 405, "method_not_allowed"),
     ];
     for (method, path, body, status, code) in cases {

@@ -31,7 +31,8 @@ from .client import Client
 __all__ = ["Engine", "Encoder", "Client", "Hit", "BaristaError", "InvalidRequestError", "Rung"]
 
 Rung = Tuple[int, int]
-"""A rung of the ladder: ``(layer, dim)``, layer 1-based, dim the leading dimensions kept."""
+"""A rung of the ladder: ``(layer, dim)``: the transformer block pooled (1 is the first; 0 the
+embedding output) and the leading dimensions kept."""
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -89,12 +90,19 @@ class Encoder:
         """
         return _vectors(self._native.embed_raw(_texts(texts), kind, _rungs(rungs)))
 
+    def tokenize(self, texts: Union[str, Sequence[str]], kind: str = "passage") -> List[List[int]]:
+        """Token ids of each text as the encoder sees them (``[CLS]`` … ``[SEP]``, cut at the
+        maximum length of ``kind``)."""
+        return self._native.tokenize(_texts(texts), kind)
+
 
 class Engine:
     """An index directory and the model that fills it, searched coarse to fine.
 
     Create one with :meth:`create` or open one with :meth:`open`. Safe to share between
-    threads: searches run in parallel, writes are serialised by the index's writer.
+    threads: searches run in parallel, writes are serialised by the index's writer. The first
+    write takes the index's writer (one process at a time); :meth:`close`, or leaving a ``with``
+    block, gives it back at once.
     """
 
     def __init__(self, native: "_barista.Engine") -> None:
@@ -147,9 +155,25 @@ class Engine:
         """The model's name (its folder or Hub id)."""
         return self._native.model
 
+    @property
+    def similarity(self) -> str:
+        """How vectors compare: ``"cosine"`` or ``"dot"`` (the model's profile)."""
+        return self._native.similarity
+
     def __len__(self) -> int:
         """Live documents."""
         return len(self._native)
+
+    def close(self) -> None:
+        """Gives the index back now (the writer's lock included); later calls raise
+        :class:`BaristaError`. Acknowledged writes are already durable."""
+        self._native.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def add(self, documents: Iterable[Mapping[str, Any]]) -> Dict[str, int]:
         """Adds or replaces documents: ``[{"id", "text", "title"?, "metadata"?}, ...]``.
@@ -202,7 +226,7 @@ class Engine:
             request["stages"] = list(stages)
         if adaptive is not None:
             request["adaptive"] = adaptive
-        return self._native.search(request)
+        return self._native.search(request)[0]
 
     def embed(
         self,

@@ -18,6 +18,10 @@ from ._barista import BaristaError, InvalidRequestError
 __all__ = ["Client", "RemoteHit"]
 
 
+class _DocumentNotFound(InvalidRequestError):
+    """The server has no document with that id (its 404 ``not_found``, not a missing route)."""
+
+
 class RemoteHit:
     """A hit from the server, with the same attributes as :class:`barista.Hit`."""
 
@@ -86,6 +90,9 @@ class Client:
             message = data.decode("utf-8", "replace")
             if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
                 message = answer["error"].get("message", message)
+            code = answer["error"].get("code") if isinstance(answer, dict) and isinstance(answer.get("error"), dict) else None
+            if response.status == 404 and code == "not_found" and path.startswith("/documents/"):
+                raise _DocumentNotFound(message)
             error = InvalidRequestError if response.status < 500 else BaristaError
             raise error(f"{method} {path} answered {response.status}: {message}")
         return answer
@@ -139,22 +146,21 @@ class Client:
         """As :meth:`barista.Engine.get`, over ``GET /documents/{id}``."""
         try:
             return self._call("GET", "/documents/" + urllib.parse.quote(id, safe=""))
-        except InvalidRequestError as e:
-            if " answered 404:" in str(e):
-                return None
-            raise
+        except _DocumentNotFound:
+            return None
 
-    def delete(self, ids: Union[str, Sequence[str]]) -> int:
-        """Deletes documents by id (one request each); returns how many existed."""
-        deleted = 0
+    def delete(self, ids: Union[str, Sequence[str]]) -> Dict[str, int]:
+        """As :meth:`barista.Engine.delete` (one request per id): ``{"deleted", "live"}``."""
+        deleted, live = 0, None
         for id in [ids] if isinstance(ids, str) else ids:
             try:
-                self._call("DELETE", "/documents/" + urllib.parse.quote(id, safe=""))
+                live = self._call("DELETE", "/documents/" + urllib.parse.quote(id, safe=""))["live"]
                 deleted += 1
-            except InvalidRequestError as e:
-                if " answered 404:" not in str(e):
-                    raise
-        return deleted
+            except _DocumentNotFound:
+                pass
+        if live is None:
+            live = self.stats()["documents"]
+        return {"deleted": deleted, "live": live}
 
     def stats(self) -> Dict[str, Any]:
         """As :meth:`barista.Engine.stats`, over ``GET /stats``."""

@@ -120,8 +120,13 @@ class BaristaVectorStore(VectorStore):
         return [d for d, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        # Cosine similarity in [-1, 1] to a relevance in [0, 1].
-        return lambda score: (score + 1.0) / 2.0
+        if self.engine.similarity == "cosine":
+            # Cosine similarity in [-1, 1] to a relevance in [0, 1].
+            return lambda score: (score + 1.0) / 2.0
+        raise NotImplementedError(
+            "relevance scores in [0, 1] need a bounded similarity; this model's is a raw dot product: "
+            "use similarity_search_with_score"
+        )
 
     @classmethod
     def from_texts(

@@ -10,7 +10,8 @@
 //! engine's message unchanged.
 
 use barista_engine::{
-    CreateOptions, Document, DocumentBatch, EncoderOptions, Error, OpenOptions, Rung, SearchRequest, TextKind,
+    CreateOptions, Document, DocumentBatch, EncoderOptions, Error, OpenOptions, Rung, SearchRequest, Similarity,
+    TextKind,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -18,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use pythonize::{depythonize, pythonize};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 create_exception!(_barista, BaristaError, PyRuntimeError, "The engine, its files or the model failed.");
 create_exception!(_barista, InvalidRequestError, PyValueError, "A request Barista refuses as it is: fix the input.");
@@ -142,12 +144,37 @@ impl Encoder {
         let raw = py.detach(|| embed_raw(&self.inner, &texts, kind, rungs)).map_err(py_err)?;
         raw_to_py(py, raw)
     }
+
+    /// Token ids of each text as the encoder sees them (`[CLS]` … `[SEP]`, cut at the maximum
+    /// length of `kind`).
+    fn tokenize(&self, py: Python<'_>, texts: Vec<String>, kind: &str) -> PyResult<Vec<Vec<u32>>> {
+        let kind = text_kind(kind)?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let tokens = py.detach(|| self.inner.tokenize_batch(&refs, kind)).map_err(py_err)?;
+        Ok(tokens.into_iter().map(|t| t.ids).collect())
+    }
 }
 
-/// An index and its model.
+/// An index and its model. `close` gives the index (and its writer's lock) back at once;
+/// afterwards every call raises.
 #[pyclass(frozen, module = "barista._barista")]
 pub struct Engine {
-    inner: barista_engine::Engine,
+    inner: Mutex<Option<barista_engine::Engine>>,
+}
+
+impl Engine {
+    fn new(inner: barista_engine::Engine) -> Engine {
+        Engine { inner: Mutex::new(Some(inner)) }
+    }
+
+    /// The open engine (a cheap handle), or an error once closed.
+    fn engine(&self) -> PyResult<barista_engine::Engine> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| BaristaError::new_err("this Engine is closed: open the index again"))
+    }
 }
 
 #[pymethods]
@@ -169,7 +196,7 @@ impl Engine {
         options.coarse_element = store_coarse.parse().map_err(|e| shape_err("store_coarse", e))?;
         options.graph_rungs = graph_rungs.unwrap_or_default().into_iter().map(Rung::from).collect();
         let inner = py.detach(|| barista_engine::Engine::create(&path, &options)).map_err(py_err)?;
-        Ok(Engine { inner })
+        Ok(Engine::new(inner))
     }
 
     #[staticmethod]
@@ -177,23 +204,39 @@ impl Engine {
     fn open(py: Python<'_>, path: PathBuf, model: Option<String>, threads: Option<usize>) -> PyResult<Engine> {
         let options = OpenOptions { model, encoder: encoder_options(threads), ..OpenOptions::default() };
         let inner = py.detach(|| barista_engine::Engine::open(&path, &options)).map_err(py_err)?;
-        Ok(Engine { inner })
+        Ok(Engine::new(inner))
     }
 
     /// The index's ladder: [(layer, dim), …], small to large.
     #[getter]
-    fn rungs(&self) -> Vec<(usize, usize)> {
-        self.inner.encoder().profile().rungs.iter().map(|r| (r.layer, r.dim)).collect()
+    fn rungs(&self) -> PyResult<Vec<(usize, usize)>> {
+        Ok(self.engine()?.encoder().profile().rungs.iter().map(|r| (r.layer, r.dim)).collect())
     }
 
     /// The model's name (its folder or Hub id).
     #[getter]
-    fn model(&self) -> String {
-        self.inner.encoder().name().to_string()
+    fn model(&self) -> PyResult<String> {
+        Ok(self.engine()?.encoder().name().to_string())
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.index().snapshot().len() as usize
+    /// The profile's similarity: "cosine" or "dot".
+    #[getter]
+    fn similarity(&self) -> PyResult<&'static str> {
+        Ok(match self.engine()?.encoder().profile().similarity {
+            Similarity::Cosine => "cosine",
+            Similarity::Dot => "dot",
+        })
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        let engine = self.engine()?;
+        Ok(py.detach(|| engine.index().snapshot().len() as usize))
+    }
+
+    /// Gives the index back now (the writer's lock included); later calls raise.
+    fn close(&self, py: Python<'_>) {
+        let engine = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| drop(engine));
     }
 
     fn add<'py>(&self, py: Python<'py>, documents: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -201,25 +244,32 @@ impl Engine {
             shape_err("documents must be a list of dicts {\"id\", \"text\", \"title\"?, \"metadata\"?}", e)
         })?;
         let batch = DocumentBatch::check(&docs).map_err(py_err)?;
-        let report = py.detach(|| self.inner.add_batch(&batch)).map_err(py_err)?;
+        let engine = self.engine()?;
+        let report = py.detach(|| engine.add_batch(&batch)).map_err(py_err)?;
         Ok(pythonize(py, &report)?)
     }
 
     fn delete<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let report = py.detach(|| self.inner.delete(&refs)).map_err(py_err)?;
+        let engine = self.engine()?;
+        let report = py.detach(|| engine.delete(&refs)).map_err(py_err)?;
         Ok(pythonize(py, &report)?)
     }
 
     fn get<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let doc = py.detach(|| self.inner.get(id)).map_err(py_err)?;
+        let engine = self.engine()?;
+        let doc = py.detach(|| engine.get(id)).map_err(py_err)?;
         doc.map(|d| pythonize(py, &d).map_err(PyErr::from)).transpose()
     }
 
-    /// Runs a search from a request dict shaped as `POST /search`'s body.
-    fn search<'py>(&self, py: Python<'py>, request: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyList>> {
+    /// Runs a search from a request dict shaped as `POST /search`'s body; returns the hits and
+    /// the engine's own time for the search in milliseconds (`timings.total_ms`, which the
+    /// Python benchmark subtracts from the call's wall time).
+    fn search<'py>(&self, py: Python<'py>, request: &Bound<'py, PyDict>) -> PyResult<(Bound<'py, PyList>, f64)> {
         let request: SearchRequest = depythonize(request).map_err(|e| shape_err("search request", e))?;
-        let response = py.detach(|| self.inner.search(&request)).map_err(py_err)?;
+        let engine = self.engine()?;
+        let response = py.detach(|| engine.search(&request)).map_err(py_err)?;
+        let total_ms = response.timings.total_ms;
         let hits = response
             .hits
             .into_iter()
@@ -235,7 +285,7 @@ impl Engine {
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, hits)
+        Ok((PyList::new(py, hits)?, total_ms))
     }
 
     #[pyo3(signature = (texts, kind, rungs = None))]
@@ -247,21 +297,26 @@ impl Engine {
         rungs: Option<Vec<(usize, usize)>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let kind = text_kind(kind)?;
-        let raw = py.detach(|| embed_raw(self.inner.encoder(), &texts, kind, rungs)).map_err(py_err)?;
+        let engine = self.engine()?;
+        let raw = py.detach(|| embed_raw(engine.encoder(), &texts, kind, rungs)).map_err(py_err)?;
         raw_to_py(py, raw)
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(pythonize(py, &self.inner.stats())?)
+        let engine = self.engine()?;
+        let stats = py.detach(|| engine.stats());
+        Ok(pythonize(py, &stats)?)
     }
 
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let report = py.detach(|| self.inner.flush()).map_err(py_err)?;
+        let engine = self.engine()?;
+        let report = py.detach(|| engine.flush()).map_err(py_err)?;
         Ok(pythonize(py, &report)?)
     }
 
     fn compact<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let report = py.detach(|| self.inner.compact(&|_, _, _| {})).map_err(py_err)?;
+        let engine = self.engine()?;
+        let report = py.detach(|| engine.compact(&|_, _, _| {})).map_err(py_err)?;
         Ok(pythonize(py, &report)?)
     }
 }

@@ -1,7 +1,10 @@
 """barista.Client against a real `barista serve` on loopback: the same hits as the Engine."""
 
+import queue
 import re
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -12,22 +15,27 @@ import barista
 def server(tmp_path, model, docs, barista_bin):
     engine = barista.Engine.create(tmp_path / "idx", model)
     engine.add(docs)
-    del engine  # gives the index's writer back, for the server to take
+    engine.close()  # gives the index's writer back, for the server to take
     process = subprocess.Popen(
         [barista_bin, "serve", "--index", str(tmp_path / "idx"), "--addr", "127.0.0.1:0", "--write-key", "w1"],
         stderr=subprocess.PIPE,
         text=True,
     )
-    url = None
-    for line in process.stderr:
-        found = re.search(r"listening on (http://\S+)", line)
-        if found:
-            url = found.group(1)
-            break
-    assert url, "the server did not start"
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    try:
+        url, deadline = None, time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            try:
+                found = re.search(r"listening on (http://\S+)", lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            url = found and found.group(1)
+        assert url, "the server did not start within 60 s"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_client_search_equals_engine_search(server, tmp_path, docs):
@@ -54,6 +62,10 @@ def test_client_writes_and_errors(server):
         assert writer.add([{"id": "n1", "text": "Tea grows at high altitude."}])["added"] == 1
         assert writer.search("where does tea grow", k=1)[0].id == "n1"
         assert writer.get("n1")["text"] == "Tea grows at high altitude."
-        assert writer.delete(["n1", "n2"]) == 1
+        assert writer.delete(["n1", "n2"]) == {"deleted": 1, "live": 60}
+    # A wrong prefix is an error, not a missing document.
+    with barista.Client(server + "/nowhere") as lost:
+        with pytest.raises(barista.InvalidRequestError, match="404"):
+            lost.get("n1")
     with pytest.raises(barista.BaristaError, match="cannot reach"):
         barista.Client("http://127.0.0.1:9").search("q")

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -69,6 +70,17 @@ def test_bad_input_raises_the_engines_message_and_changes_nothing(engine, docs):
         engine.embed("q", kind="question")
 
 
+def test_close_gives_the_writer_back(tmp_path, model):
+    with barista.Engine.create(tmp_path / "c.idx", model) as first:
+        first.add([{"id": "a", "text": "Tea grows at high altitude."}])
+        assert first.similarity == "cosine"
+    with pytest.raises(barista.BaristaError, match="closed"):
+        first.search("tea")
+    second = barista.Engine.open(tmp_path / "c.idx")
+    second.add([{"id": "b", "text": "The ocean is salty."}])  # takes the writer the first gave back
+    assert len(second) == 2
+
+
 def test_open_errors_name_the_path(tmp_path):
     with pytest.raises(barista.BaristaError, match="missing.idx"):
         barista.Engine.open(tmp_path / "missing.idx")
@@ -82,6 +94,9 @@ def test_embed_gives_float32_arrays_per_rung_equal_to_the_cli(model, barista_bin
     for (layer, dim), array in vectors.items():
         assert array.dtype == np.float32 and array.shape == (2, dim)
     lines = cli_json(barista_bin, "embed", "--model", model, *texts)
+    tokens = encoder.tokenize(texts)
+    assert [len(t) for t in tokens] == [line["tokens"] for line in lines]
+    assert all(t[0] == 101 and t[-1] == 102 for t in tokens)  # [CLS] … [SEP] in this vocabulary
     for i, line in enumerate(lines):
         for rung in line["rungs"]:
             np.testing.assert_allclose(vectors[(rung["layer"], rung["dim"])][i], rung["vector"], atol=1e-6)
@@ -99,13 +114,19 @@ def test_the_gil_is_released_while_rust_encodes(engine, docs):
         done.set()
 
     worker = threading.Thread(target=work)
-    counted = 0
+    start = last = time.perf_counter()
+    longest_gap = 0.0
     worker.start()
     while not done.is_set():
-        counted += 1
+        now = time.perf_counter()
+        longest_gap = max(longest_gap, now - last)
+        last = now
     worker.join()
-    # Holding the GIL, the embedding call would leave this loop no turn until it returned.
-    assert counted > 10_000, counted
+    took = time.perf_counter() - start
+    # Holding the GIL, the embedding call would stop this loop for its whole duration; released,
+    # the loop only waits for the interpreter's switch interval (5 ms) now and then.
+    assert took > 0.2, f"the call must be long enough to tell: {took:.3f} s"
+    assert longest_gap < took / 4, f"the loop stalled {longest_gap:.3f} s of {took:.3f} s"
 
 
 def test_an_index_built_by_the_cli_opens_in_python(tmp_path, barista_bin):

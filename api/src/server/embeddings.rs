@@ -34,13 +34,20 @@ pub enum Input {
     One(String),
     /// Several texts, embedded in one batch; the answer keeps their order.
     Many(Vec<String>),
+    /// Token ids (OpenAI accepts them; refused here with a clear message: ids of another
+    /// tokenizer mean nothing to this model).
+    Tokens(Vec<serde_json::Value>),
 }
 
 impl Input {
-    fn texts(&self) -> Vec<&str> {
+    fn texts(&self) -> Result<Vec<&str>, ApiError> {
         match self {
-            Input::One(text) => vec![text.as_str()],
-            Input::Many(texts) => texts.iter().map(String::as_str).collect(),
+            Input::One(text) => Ok(vec![text.as_str()]),
+            Input::Many(texts) => Ok(texts.iter().map(String::as_str).collect()),
+            Input::Tokens(_) => Err(ApiError::bad_request(
+                "token arrays are not accepted: send text (a string or a list of strings); with LangChain's \
+                 OpenAIEmbeddings set check_embedding_ctx_length=False",
+            )),
         }
     }
 }
@@ -91,8 +98,9 @@ pub struct EmbeddingsRequest {
     /// dimension up to the hidden size). Default: the largest rung's.
     #[serde(default)]
     pub dimensions: Option<usize>,
-    /// Barista's extension: the encoder layer the vectors are pooled from (1-based); the forward
-    /// pass stops there. Default: the chosen rung's layer.
+    /// Barista's extension: the encoder layer the vectors are pooled from (1 is the first
+    /// transformer block, 0 the embedding output); the forward pass stops there. Default: the
+    /// chosen rung's layer.
     #[serde(default)]
     pub layer: Option<usize>,
     /// `float` (the default) or `base64`.
@@ -155,7 +163,8 @@ pub struct EmbeddingsResponse {
 pub struct EmbedRequest {
     /// The text, or a list of texts.
     pub inputs: Input,
-    /// L2-normalise the vectors (default true, as TEI).
+    /// L2-normalise the vectors (default true, as TEI). `false` is refused for cosine profiles,
+    /// whose vectors are normalised by definition.
     #[serde(default)]
     pub normalize: Option<bool>,
     /// Accepted for compatibility: texts are always cut at the model's maximum length.
@@ -200,14 +209,14 @@ pub fn choose_rung(encoder: &Encoder, dimensions: Option<usize>, layer: Option<u
     let ladder = || rungs.iter().map(Rung::to_string).collect::<Vec<_>>().join(" ");
     let rung = match (dimensions, layer) {
         (None, None) => *rungs.last().ok_or_else(|| ApiError::internal("the model's ladder is empty"))?,
-        (Some(dim), None) => *rungs.iter().find(|r| r.dim == dim).ok_or_else(|| {
+        (Some(dim), None) => *rungs.iter().rev().find(|r| r.dim == dim).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "no rung of the ladder has {dim} dimensions; the ladder (layer,dim): {}; add `layer` to take the \
                  first {dim} dimensions of any layer",
                 ladder()
             ))
         })?,
-        (None, Some(layer)) => *rungs.iter().find(|r| r.layer == layer).ok_or_else(|| {
+        (None, Some(layer)) => *rungs.iter().rev().find(|r| r.layer == layer).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "no rung of the ladder is at layer {layer}; the ladder (layer,dim): {}; add `dimensions` to take any \
                  layer up to {}",
@@ -223,7 +232,7 @@ pub fn choose_rung(encoder: &Encoder, dimensions: Option<usize>, layer: Option<u
 
 /// The texts of a request, checked against the server's limits.
 fn checked_texts<'a>(input: &'a Input, state: &AppState, field: &str) -> Result<Vec<&'a str>, ApiError> {
-    let texts = input.texts();
+    let texts = input.texts()?;
     if texts.is_empty() {
         return Err(ApiError::bad_request(format!("`{field}` is an empty list: send at least one text")));
     }
@@ -237,7 +246,8 @@ fn checked_texts<'a>(input: &'a Input, state: &AppState, field: &str) -> Result<
     Ok(texts)
 }
 
-/// Vectors of `texts` at `rung` and the tokens encoded, on the search pool.
+/// Vectors of `texts` at `rung` and the tokens encoded, on the write pool (which encodes
+/// documents too), so that long embedding batches do not hold the search threads.
 async fn embed(
     state: &Arc<AppState>,
     texts: Vec<String>,
@@ -245,7 +255,7 @@ async fn embed(
     rung: Rung,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     let engine = state.engine.clone();
-    super::routes::run(state, &state.searches, move || {
+    super::routes::run(state, &state.writes, move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let embeddings = engine.encoder().encode(&refs, kind, &[rung])?;
         let vectors = (0..refs.len()).map(|i| embeddings.vector(i, 0).to_vec()).collect();
@@ -254,18 +264,26 @@ async fn embed(
     .await
 }
 
-/// Whether `name` names the served model: its full name (folder or Hub id) or the folder's last
-/// component.
+/// The served model's name as clients see it: a Hub id as it is, a local folder by its last
+/// component (the server's paths are not the clients' business).
+fn public_name(encoder: &Encoder) -> String {
+    let name = encoder.name();
+    let path = std::path::Path::new(name);
+    match path.file_name() {
+        Some(last) if path.is_dir() => last.to_string_lossy().into_owned(),
+        _ => name.to_string(),
+    }
+}
+
+/// Whether `name` names the served model: its public name or its full name (folder or Hub id).
 fn is_served(encoder: &Encoder, name: &str) -> bool {
-    let served = encoder.name();
-    name == served || std::path::Path::new(served).file_name().is_some_and(|last| last == name)
+    name == encoder.name() || name == public_name(encoder)
 }
 
 /// `GET /v1/models`
 pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<ModelList>, ApiError> {
     state.keys.check(&headers, Access::Read)?;
-    let card =
-        ModelCard { id: state.engine.encoder().name().to_string(), object: "model", created: 0, owned_by: "barista" };
+    let card = ModelCard { id: public_name(state.engine.encoder()), object: "model", created: 0, owned_by: "barista" };
     Ok(Json(ModelList { object: "list", data: vec![card] }))
 }
 
@@ -279,11 +297,15 @@ pub async fn openai(
     let Json(request) = body?;
     let encoder = state.engine.encoder();
     if !is_served(encoder, &request.model) {
-        return Err(ApiError::not_found(format!(
-            "the model {:?} is not served here; this server serves {:?} (see GET /v1/models)",
-            request.model,
-            encoder.name()
-        )));
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!(
+                "the model {:?} is not served here; this server serves {:?} (see GET /v1/models)",
+                request.model,
+                public_name(encoder)
+            ),
+        ));
     }
     let rung = choose_rung(encoder, request.dimensions, request.layer)?;
     let texts = checked_texts(&request.input, &state, "input")?.into_iter().map(str::to_string).collect();
@@ -298,7 +320,7 @@ pub async fn openai(
     Ok(Json(EmbeddingsResponse {
         object: "list",
         data,
-        model: encoder.name().to_string(),
+        model: public_name(encoder),
         usage: Usage { prompt_tokens: tokens, total_tokens: tokens },
     }))
 }
@@ -311,7 +333,14 @@ pub async fn tei(
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
     state.keys.check(&headers, Access::Read)?;
     let Json(request) = body?;
-    let rung = choose_rung(state.engine.encoder(), request.dimensions, request.layer)?;
+    let encoder = state.engine.encoder();
+    if request.normalize == Some(false) && encoder.profile().similarity == barista_engine::Similarity::Cosine {
+        return Err(ApiError::bad_request(
+            "this model's profile is cosine: its vectors are L2-normalised after truncation, so `normalize: false` \
+             cannot be honoured; omit it (or send true)",
+        ));
+    }
+    let rung = choose_rung(encoder, request.dimensions, request.layer)?;
     let texts = checked_texts(&request.inputs, &state, "inputs")?.into_iter().map(str::to_string).collect();
     let kind = request.input_type.unwrap_or_default().into();
     let (mut vectors, _) = embed(&state, texts, kind, rung).await?;
@@ -346,9 +375,10 @@ mod tests {
     #[test]
     fn input_is_one_text_or_a_list() {
         let one: EmbedRequest = serde_json::from_str(r#"{"inputs": "a"}"#).unwrap();
-        assert_eq!(one.inputs.texts(), ["a"]);
+        assert_eq!(one.inputs.texts().unwrap(), ["a"]);
         let many: EmbeddingsRequest = serde_json::from_str(r#"{"input": ["a", "b"], "model": "m"}"#).unwrap();
-        assert_eq!(many.input.texts(), ["a", "b"]);
-        assert!(serde_json::from_str::<EmbeddingsRequest>(r#"{"input": [1, 2], "model": "m"}"#).is_err());
+        assert_eq!(many.input.texts().unwrap(), ["a", "b"]);
+        let tokens: EmbeddingsRequest = serde_json::from_str(r#"{"input": [1, 2], "model": "m"}"#).unwrap();
+        assert!(tokens.input.texts().unwrap_err().message.contains("token arrays are not accepted"));
     }
 }

@@ -70,7 +70,8 @@ struct ErrorBody {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // as above
 struct ErrorDetail {
-    /// Machine-readable: invalid_request, malformed_json, invalid_body, not_found, overloaded,
+    /// Machine-readable: invalid_request, malformed_json, invalid_body, not_found (no such
+    /// document), no_such_route, model_not_found, overloaded,
     /// missing_api_key, invalid_api_key, writes_disabled, payload_too_large, batch_too_large,
     /// unsupported_media_type, method_not_allowed, invalid_path, locked, insufficient_storage, shutting_down,
     /// internal.

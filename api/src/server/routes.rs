@@ -186,7 +186,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 
 /// Unknown routes.
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such route: see GET /openapi.json")
+    ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route: see GET /openapi.json")
 }
 
 /// Known route, wrong method.
