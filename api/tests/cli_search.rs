@@ -230,14 +230,14 @@ fn graphs_move_to_other_rungs_without_encoding_again() {
         let info: serde_json::Value = serde_json::from_str(&ok(barista(&["info", "--index", x, "--json"]))).unwrap();
         info["segments"][0]["graphs"].clone()
     };
-    assert_eq!(graph_rungs(), serde_json::json!([[3, 96]]));
+    assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]));
     let refused = barista(&["graphs", "--index", x, "--rung", "7,7"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && stderr.contains("not one of the index's stored rungs: (1,32) (2,64)"),
         "{stderr}"
     );
-    assert_eq!(graph_rungs(), serde_json::json!([[3, 96]]));
+    assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]));
     let out = barista(&["graphs", "--index", x, "--rung", "5,256", "--rung", "2,64"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.contains("graphs on (2,64) (5,256): built for 1 segment(s)"), "{stderr}");
@@ -249,4 +249,95 @@ fn graphs_move_to_other_rungs_without_encoding_again() {
     assert_eq!(response["hits"].as_array().unwrap().len(), 5);
     let verified = ok(barista(&["info", "--index", x, "--verify"]));
     assert!(verified.contains("(2,64) (5,256)"), "{verified}");
+}
+
+/// `barista graphs --choose-from` measures each rung's exhaustive shortlist against the final
+/// top 10 on sample queries and builds the graph on the smallest rung that keeps the target;
+/// the shares it prints are recomputed here from single-rung searches (`--stages "L,D:10:scan"`
+/// against `--profile exact`). Bad arguments change nothing.
+#[test]
+fn graph_rung_is_chosen_by_measurement() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let index = dir.path().join("idx");
+    let model = shared("models/minilm-l6-2d");
+    let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
+    ok(barista(&["index", "--model", m, "--input", i, "--out", x, "--graph-min-docs", "0"]));
+    let queries = ["vitamin D and bone density", "how do tumours evade the immune system", "stem cell aging"];
+    let file = dir.path().join("queries.txt");
+    std::fs::write(&file, format!("{}\n\n", queries.join("\n"))).unwrap();
+    let q = file.to_str().unwrap();
+    let graph_rungs = || -> serde_json::Value {
+        let info: serde_json::Value = serde_json::from_str(&ok(barista(&["info", "--index", x, "--json"]))).unwrap();
+        info["segments"][0]["graphs"].clone()
+    };
+    let ids = |args: &[&str], text: &str| -> Vec<String> {
+        let mut all = vec!["search", "--index", x, "--json", "--k", "10"];
+        all.extend_from_slice(args);
+        all.push(text);
+        let response: serde_json::Value = serde_json::from_str(&ok(barista(&all))).unwrap();
+        response["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect()
+    };
+    // The expected shares at N = 10, from the search command alone.
+    let rungs = ["1,32", "2,64", "3,96", "4,128", "5,256", "6,384"];
+    let truths: Vec<Vec<String>> = queries.iter().map(|t| ids(&["--profile", "exact"], t)).collect();
+    let shares: Vec<f64> = rungs
+        .iter()
+        .map(|r| {
+            let plan = format!("{r}:10:scan");
+            let found: usize = queries
+                .iter()
+                .zip(&truths)
+                .map(|(t, truth)| ids(&["--stages", &plan], t).iter().filter(|d| truth.contains(d)).count())
+                .sum();
+            found as f64 / 30.0
+        })
+        .collect();
+    assert_eq!(shares[5], 1.0);
+    // A walk of 10 candidates on any smaller rung reads fewer bytes than 100 on (6,384) in f16:
+    // the smallest rung that keeps the target wins.
+    let target = 0.8;
+    let expected = rungs[shares.iter().position(|&s| s >= target).unwrap()];
+    let out =
+        barista(&["graphs", "--index", x, "--choose-from", q, "--shortlist", "10", "--target", "0.8", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("(3 queries)"), "{stdout}");
+    for (rung, share) in rungs.iter().zip(&shares) {
+        let line = stdout.lines().find(|l| l.starts_with(&format!("({rung})"))).unwrap_or_else(|| panic!("{stdout}"));
+        let printed: Vec<f64> = line.split_whitespace().skip(2).map(|v| v.parse().unwrap()).collect();
+        // Columns: top 10 (asked for), then 100, 300, 1000, 3000 (all 40 documents: everything kept).
+        assert_eq!(printed.len(), 5, "{line}");
+        assert!(
+            (printed[0] - share).abs() < 1e-3 && printed[1..].iter().all(|&v| v == 1.0),
+            "{rung}: {line} vs {share}"
+        );
+    }
+    assert!(stdout.contains(&format!("graph rung: ({expected})")), "{stdout}");
+    assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]), "a dry run builds nothing");
+    // Bad arguments are refused before anything is measured or built.
+    for (args, message) in [
+        (vec!["--choose-from", q, "--target", "1.5"], "not a share between 0 and 1"),
+        (vec!["--choose-from", q, "--rung", "5,256"], "cannot be used with"),
+        (vec![], "required"),
+    ] {
+        let mut all = vec!["graphs", "--index", x];
+        all.extend(args);
+        let out = barista(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(message), "{stderr}");
+    }
+    let blank = dir.path().join("blank.txt");
+    std::fs::write(&blank, "\n  \n").unwrap();
+    let out = barista(&["graphs", "--index", x, "--choose-from", blank.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("holds no query text"), "{stderr}");
+    assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]));
+    // Without --dry-run the graph moves to the chosen rung.
+    let out = barista(&["graphs", "--index", x, "--choose-from", q, "--shortlist", "10", "--target", "0.8"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let [layer, dim]: [usize; 2] = {
+        let mut parts = expected.split(',').map(|v| v.parse().unwrap());
+        [parts.next().unwrap(), parts.next().unwrap()]
+    };
+    assert_eq!(graph_rungs(), serde_json::json!([[layer, dim]]));
 }

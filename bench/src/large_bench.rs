@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use barista_bench::indexing::bar;
 use barista_bench::stats::Latency;
 use barista_datasets::{DataSet, Reading};
-use barista_engine::{Engine, OpenOptions, Rung, SearchRequest, StagePlan};
-use barista_index::{DocAddress, Index, IndexConfig, NewDocument};
+use barista_engine::search::graph_rung::DEPTHS;
+use barista_engine::{Engine, OpenOptions, SearchRequest, StagePlan};
+use barista_index::{Index, IndexConfig, NewDocument};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -288,43 +289,16 @@ pub fn large(args: &LargeArgs) -> Result<()> {
 /// For each rung: how much of the exact top 10 at the largest rung its exact top N holds, and
 /// its score spread (the statistics the synthetic expansion must keep).
 fn rung_table(engine: &Engine, texts: &[String]) -> Result<Vec<RungRow>> {
-    let snapshot = engine.index().snapshot();
-    let rungs: Vec<Rung> = snapshot.config().rungs.iter().map(|r| r.rung).collect();
-    let largest = rungs.len() - 1;
-    let depths = [100, 300, 1000, 3000];
-    let mut found = vec![vec![0usize; depths.len()]; rungs.len()];
-    let mut top1 = vec![0.0; rungs.len()];
-    let mut top100 = vec![0.0; rungs.len()];
     let progress = bar(texts.len() as u64, "rung table");
-    for text in texts {
-        let mut state = engine.encoder().query(text)?;
-        let vectors: Vec<Vec<f32>> = rungs.iter().map(|&r| state.rung(r)).collect::<Result<_, _>>()?;
-        let truth: HashSet<DocAddress> =
-            snapshot.exact_search(largest, &vectors[largest], 10)?.iter().map(|h| h.address).collect();
-        for (r, v) in vectors.iter().enumerate() {
-            let hits = snapshot.exact_search(r, v, 3000)?;
-            for (d, &depth) in depths.iter().enumerate() {
-                found[r][d] += hits.iter().take(depth).filter(|h| truth.contains(&h.address)).count();
-            }
-            top1[r] += f64::from(hits.first().map_or(0.0, |h| h.score));
-            top100[r] += f64::from(hits.get(99).map_or(0.0, |h| h.score));
-        }
-        progress.inc(1);
-    }
+    let rows = engine.rung_quality(texts, DEPTHS, &|done, _| progress.set_position(done as u64))?;
     progress.finish_and_clear();
-    let q = texts.len().max(1) as f64;
-    Ok(rungs
-        .iter()
-        .enumerate()
-        .map(|(r, rung)| RungRow {
-            rung: rung.to_string(),
-            recall_of_final_top10: depths
-                .iter()
-                .enumerate()
-                .map(|(d, &depth)| (depth, found[r][d] as f64 / (q * 10.0)))
-                .collect(),
-            top1_score: top1[r] / q,
-            top100_score: top100[r] / q,
+    Ok(rows
+        .into_iter()
+        .map(|row| RungRow {
+            rung: row.rung.to_string(),
+            recall_of_final_top10: row.kept,
+            top1_score: row.top1_score,
+            top100_score: row.top100_score,
         })
         .collect())
 }

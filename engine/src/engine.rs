@@ -7,15 +7,16 @@ use crate::error::{Error, Result};
 use crate::model::profile::{Profile, ProfileSpec};
 use crate::search::adaptive::{self, StopRule, Trace};
 use crate::search::cascade::{self, QuerySource, check_vectors, ms};
+use crate::search::graph_rung::RungQuality;
 use crate::search::plan::{IndexShape, StagePlan};
 use crate::search::request::{SearchHit, SearchRequest, SearchResponse};
 use crate::text::TextKind;
 use barista_index::{
-    ElementType, GraphParams, Index, IndexConfig, IndexWriter, LogSummary, NewDocument, Op, Rung, SegmentInfo,
-    Snapshot, StoredRung, WriterOptions, WriterStats,
+    DocAddress, ElementType, GraphParams, Index, IndexConfig, IndexWriter, LogSummary, NewDocument, Op, Rung,
+    SegmentInfo, Snapshot, StoredRung, WriterOptions, WriterStats,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -35,9 +36,12 @@ pub struct CreateOptions {
     pub coarse_element: ElementType,
     /// Rungs to store (default: every rung of the profile).
     pub rungs: Option<Vec<Rung>>,
-    /// The rungs HNSW graphs are built on (default: the middle rung of the ladder — on the
-    /// shared model (3,96), the smallest whose graph shortlist keeps the final top 10 at a
-    /// million passages; see BENCHMARKS.md, "Millions of documents").
+    /// The rungs HNSW graphs are built on (default: the largest rung. On the shared model a
+    /// walk there for the final top 10 beats every smaller rung's shortlist: at 300,000
+    /// passages it keeps 0.991 of the exhaustive top 10 at 0.03× its time, where a (5,256)
+    /// shortlist keeps 0.975 at 0.11× and a (3,96) one 0.866 at 0.15×; see BENCHMARKS.md,
+    /// "Millions of documents". For another model, [`Engine::rung_quality`] on sample queries
+    /// and [`crate::choose_graph_rung`] measure which rung pays).
     pub graph_rungs: Vec<Rung>,
     /// HNSW links per node.
     pub max_connections: usize,
@@ -171,7 +175,7 @@ impl Engine {
             encoder.check_rung(*r)?;
         }
         let wanted = if options.graph_rungs.is_empty() {
-            vec![rungs[(rungs.len() - 1) / 2]]
+            vec![*rungs.last().ok_or_else(|| Error::InvalidRequest("an index needs at least one rung".into()))?]
         } else {
             options.graph_rungs.clone()
         };
@@ -509,6 +513,71 @@ impl Engine {
         let writer = self.writer()?;
         writer.set_graph_rungs(&positions)?;
         Ok(writer.build_graphs(progress)?)
+    }
+
+    /// Measures, for sample query texts, how much of the final top 10 (the exhaustive search at
+    /// the largest rung) each stored rung's own exhaustive top `N` holds, for each `N` in
+    /// `depths` (see [`crate::search::graph_rung`]; [`crate::search::graph_rung::DEPTHS`] is the
+    /// usual choice). Rows come smallest rung first; `progress(done, total)` after each query.
+    /// Costs one exhaustive scan of every rung per query (about 0.07 s per query at a million
+    /// documents with the shared model), on the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] without queries, or for an empty index; encoder and index
+    /// errors.
+    pub fn rung_quality(
+        &self,
+        queries: &[String],
+        depths: &[usize],
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<RungQuality>> {
+        let snapshot = self.inner.index.snapshot();
+        if queries.is_empty() {
+            return Err(Error::InvalidRequest("measuring the rungs needs at least one query".into()));
+        }
+        if snapshot.is_empty() {
+            return Err(Error::InvalidRequest("the index holds no documents to measure the rungs on".into()));
+        }
+        let stored = &snapshot.config().rungs;
+        let rungs: Vec<Rung> = stored.iter().map(|r| r.rung).collect();
+        let largest = rungs.len() - 1;
+        let deepest = depths.iter().copied().max().unwrap_or(10).max(100);
+        let mut found = vec![vec![0usize; depths.len()]; rungs.len()];
+        let mut top1 = vec![0.0; rungs.len()];
+        let mut top100 = vec![0.0; rungs.len()];
+        let mut truths = 0usize;
+        for (done, text) in queries.iter().enumerate() {
+            let mut state = self.inner.encoder.query(text)?;
+            let vectors: Vec<Vec<f32>> = rungs.iter().map(|&r| state.rung(r)).collect::<Result<_>>()?;
+            let truth: HashSet<DocAddress> =
+                snapshot.exact_search(largest, &vectors[largest], 10)?.iter().map(|h| h.address).collect();
+            truths += truth.len();
+            for (r, vector) in vectors.iter().enumerate() {
+                let hits = snapshot.exact_search(r, vector, deepest)?;
+                for (d, &depth) in depths.iter().enumerate() {
+                    found[r][d] += hits.iter().take(depth).filter(|h| truth.contains(&h.address)).count();
+                }
+                top1[r] += f64::from(hits.first().map_or(0.0, |h| h.score));
+                top100[r] += f64::from(hits.get(99).map_or(0.0, |h| h.score));
+            }
+            progress(done + 1, queries.len());
+        }
+        let q = queries.len() as f64;
+        Ok(rungs
+            .iter()
+            .enumerate()
+            .map(|(r, &rung)| RungQuality {
+                rung,
+                row_bytes: rung.dim * stored[r].element.size(),
+                kept: depths
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &depth)| (depth, found[r][d] as f64 / truths.max(1) as f64))
+                    .collect(),
+                top1_score: top1[r] / q,
+                top100_score: top100[r] / q,
+            })
+            .collect())
     }
 
     /// Writes the mutable segment out as an immutable one now (normally the background does).

@@ -69,6 +69,7 @@ pub use kernels::Isa;
 pub use kernels::gemm::WeightPrecision;
 pub use model::profile::{Pooling, Profile, ProfileSpec, Similarity};
 pub use model::weights::WeightsChoice;
+pub use search::graph_rung::{RungQuality, choose_graph_rung};
 pub use search::plan::{Shortlist, Stage, StagePlan};
 pub use search::request::{RungVector, SearchHit, SearchRequest, SearchResponse};
 pub use text::{TextKind, Tokens};

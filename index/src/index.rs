@@ -134,8 +134,9 @@ impl SegmentView {
 
 /// Below this many rows per unit of `ef`, scanning a segment costs less than walking its graph:
 /// a walk scores about `ef × 30` rows scattered over the file (each a cache miss), a scan streams
-/// every row. Measured on the shared model's (3,96) i8 rung (see BENCHMARKS.md, "Millions of
-/// documents").
+/// every row. Set from timings of the shared model's (3,96) i8 rung at a million passages (an
+/// earlier run, see BENCHMARKS.md, "Millions of documents"); both costs scale with the row's
+/// bytes, so the ratio carries over to other rungs.
 pub const SCAN_ROWS_PER_EF: usize = 64;
 
 /// Whether a segment of `rows` rows is cheaper to scan than to walk with `ef`.

@@ -123,7 +123,7 @@ class Engine:
 
         ``store`` is the element type of the largest rung (``f32``, ``f16``, ``i8``),
         ``store_coarse`` that of the smaller rungs; ``graph_rungs`` the rungs HNSW graphs are
-        built on (default: the ladder's middle rung). Raises if ``path`` already holds an index.
+        built on (default: the largest rung). Raises if ``path`` already holds an index.
         """
         native = _barista.Engine.create(
             os.fspath(path),

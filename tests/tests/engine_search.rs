@@ -89,7 +89,11 @@ fn profiles_search_and_exact_is_the_true_ranking() {
 #[test]
 fn explicit_plans_and_external_vectors() {
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), &scifact(300));
+    // The graph on a small rung (the default is the largest), for a two-stage graph plan.
+    let mut options = CreateOptions::new(model_arg());
+    options.graph_rungs = vec![Rung::new(3, 96)];
+    let e = Engine::create(dir.path(), &options).unwrap();
+    e.add(&scifact(300)).unwrap();
     let query = "how does the immune system respond to infection";
     let stages = vec![
         Stage { rung: Rung::new(3, 96), keep: 100, shortlist: Some(Shortlist::Graph { ef: 200 }) },
@@ -404,6 +408,8 @@ fn copies_of_one_report_hide_no_other_through_the_graph() {
     let copies = docs.iter().filter(|x| x.id.starts_with("copy-")).count();
     let mut options = CreateOptions::new(model_arg());
     options.graph_min_docs = 0;
+    // The rung the old neighbour selection was shown to fail on (the default is the largest).
+    options.graph_rungs = vec![Rung::new(3, 96)];
     let e = Engine::create(dir.path(), &options).unwrap();
     e.stage(&docs).unwrap();
     e.commit_with(&|_, _, _| {}).unwrap();

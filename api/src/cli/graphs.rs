@@ -1,42 +1,144 @@
-//! `barista graphs`: choose the rungs that carry HNSW graphs, and build them.
+//! `barista graphs`: choose the rungs that carry HNSW graphs (by name, or by measuring sample
+//! queries), and build them.
 
 use super::open_args::{OpenArgs, WriterArgs};
 use super::progress::Progress;
-use anyhow::Result;
-use barista_engine::Rung;
+use anyhow::{Context, Result, bail};
+use barista_engine::search::graph_rung::DEPTHS;
+use barista_engine::{Rung, choose_graph_rung};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub const EXAMPLES: &str = "\
 Examples:
   barista graphs --index msmarco.idx --rung 3,96
   barista graphs --index msmarco.idx --rung 3,96 --rung 5,256
+  barista graphs --index msmarco.idx --choose-from queries.jsonl --shortlist 1000 --target 0.95
 
 Sets the rungs that carry HNSW graphs to exactly those given: graphs on other rungs are
 dropped, and every segment large enough for a graph gets one on each rung named that it lacks,
 built from the vectors already stored (nothing is encoded again). Searches go on meanwhile;
 a segment without its graph is scanned. The profiles shortlist through the smallest graph rung
 (`barista info` shows them). Like compact, it takes the index's writer: stop a server writing
-the same index first.";
+the same index first.
+
+--choose-from measures instead of naming: for sample queries (a BEIR queries.jsonl, or a text
+file with one query per line), how much of the final top 10 (the exhaustive search at the
+largest rung) each rung's own exhaustive top N holds. A smaller rung qualifies when its top N
+(N = --shortlist, the walk's candidates) keeps --target of it; the largest rung always does,
+with a walk of 100 candidates for the top 10 itself. The graph goes on the qualifying rung
+whose walk reads the fewest bytes (candidates × bytes per row). It costs one exhaustive scan of
+every rung per query (about 0.07 s per query at a million documents).";
 
 /// Arguments of `barista graphs`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("choice").required(true).args(["rung", "choose_from"])))]
 pub struct Args {
     #[command(flatten)]
     open: OpenArgs,
     #[command(flatten)]
     writer: WriterArgs,
     /// A rung to carry a graph (repeatable): exactly these rungs will have graphs.
-    #[arg(long, value_name = "LAYER,DIM", required = true)]
+    #[arg(long, value_name = "LAYER,DIM")]
     rung: Vec<Rung>,
+    /// Choose the graph rung by measurement on these sample queries (BEIR queries.jsonl, or
+    /// one query per line).
+    #[arg(long, value_name = "FILE")]
+    choose_from: Option<PathBuf>,
+    /// With --choose-from: the shortlist length the graph will give (the `balanced` profile
+    /// keeps 1,000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=100_000))]
+    shortlist: u32,
+    /// With --choose-from: the share of the final top 10 the rung's shortlist must keep.
+    #[arg(long, default_value_t = 0.95, value_parser = share)]
+    target: f64,
+    /// With --choose-from: measure at most this many queries (the file's first).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    sample: u32,
+    /// With --choose-from: print the measurement and the choice, build nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{text}' is not a share between 0 and 1 (for example 0.95)")),
+    }
+}
+
+/// Sample query texts: a BEIR queries.jsonl (`{"_id", "text"}` per line) or one query per line.
+fn read_queries(path: &Path, limit: usize) -> Result<Vec<String>> {
+    let is_jsonl = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
+    let texts: Vec<String> = if is_jsonl {
+        let reading = barista_datasets::Reading::tolerant();
+        let queries = barista_datasets::beir::read_queries(path, &reading)?;
+        if let Some(summary) = reading.summary() {
+            eprintln!("warning: {summary}");
+        }
+        queries.into_iter().map(|q| q.text).collect()
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the sample queries {}", path.display()))?
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let texts: Vec<String> = texts.into_iter().filter(|t| !t.trim().is_empty()).take(limit).collect();
+    if texts.is_empty() {
+        bail!("{} holds no query text to measure with", path.display());
+    }
+    Ok(texts)
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let rungs = match &args.choose_from {
+        None => args.rung.clone(),
+        Some(path) => {
+            let queries = read_queries(path, args.sample as usize)?;
+            // Measuring reads the index only: the writer is taken after, to build.
+            let engine = args.open.open()?;
+            let depth = args.shortlist as usize;
+            let mut depths: Vec<usize> = DEPTHS.to_vec();
+            if !depths.contains(&depth) {
+                depths.push(depth);
+                depths.sort_unstable();
+            }
+            let bar = Progress::new(Some(queries.len() as u64), "measuring rungs");
+            let rows = engine.rung_quality(&queries, &depths, &|done, _| bar.set(done as u64, queries.len() as u64))?;
+            bar.finish();
+            let header: Vec<String> = depths.iter().map(|d| format!("top {d}")).collect();
+            println!("final top 10 kept by each rung's exhaustive shortlist ({} queries):", queries.len());
+            println!(
+                "{:<10} {:>9} {}",
+                "rung",
+                "bytes/row",
+                header.iter().map(|h| format!("{h:>9}")).collect::<String>()
+            );
+            for row in &rows {
+                let cells: String = row.kept.iter().map(|(_, s)| format!("{s:>9.3}")).collect();
+                println!("{:<10} {:>9} {cells}", row.rung.to_string(), row.row_bytes);
+            }
+            let chosen =
+                choose_graph_rung(&rows, depth, args.target).context("no rung measured (is the index empty?)")?;
+            println!(
+                "graph rung: {chosen} (of the rungs whose top {depth} keeps ≥ {} of the final top 10, and the \
+                 largest, the one whose walk reads the fewest bytes)",
+                args.target
+            );
+            if args.dry_run {
+                return Ok(());
+            }
+            drop(engine);
+            vec![chosen]
+        }
+    };
     let engine = args.open.open_writer(args.writer.options()?)?;
     let start = Instant::now();
     let bar = Progress::new(None, "graph");
-    let built = engine.set_graph_rungs(&args.rung, &|_, done, total| bar.set(done as u64, total as u64))?;
+    let built = engine.set_graph_rungs(&rungs, &|_, done, total| bar.set(done as u64, total as u64))?;
     bar.finish();
-    let rungs: Vec<String> = engine.shape().graph_rungs.iter().map(Rung::to_string).collect();
-    eprintln!("graphs on {}: built for {built} segment(s) in {:.1} s", rungs.join(" "), start.elapsed().as_secs_f64());
+    let names: Vec<String> = engine.shape().graph_rungs.iter().map(Rung::to_string).collect();
+    eprintln!("graphs on {}: built for {built} segment(s) in {:.1} s", names.join(" "), start.elapsed().as_secs_f64());
     Ok(())
 }

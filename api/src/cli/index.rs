@@ -36,7 +36,8 @@ pub struct Args {
     /// Element type of the smaller rungs' blocks (shortlists and rescoring): f32, f16, i8.
     #[arg(long, default_value = "i8")]
     store_coarse: ElementType,
-    /// Rung an HNSW graph is built on (repeatable; default: the middle rung of the ladder).
+    /// Rung an HNSW graph is built on (repeatable; default: the largest rung; `barista graphs
+    /// --choose-from` measures which rung pays for your model and queries).
     #[arg(long, value_name = "LAYER,DIM")]
     graph_rung: Vec<Rung>,
     /// Segments with fewer documents get no HNSW graph (they are scanned, which below this

@@ -3,5 +3,6 @@
 
 pub mod adaptive;
 pub(crate) mod cascade;
+pub mod graph_rung;
 pub mod plan;
 pub mod request;

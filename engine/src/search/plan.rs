@@ -62,6 +62,16 @@ pub const GRAPH_BALANCED: &[usize] = &[1000, 300, 100];
 /// `fast`'s shortlist when it goes through the graph.
 pub const GRAPH_FAST: usize = 300;
 
+/// `balanced`'s `ef` when the graph is on the largest rung: the walk looks for the final top
+/// `k` itself, nothing is rescored. Measured on SciFact's training queries over 300,000
+/// passages of the shared model: 0.991 of the exhaustive top 10 at 0.03× its search time
+/// (BENCHMARKS.md, "Millions of documents").
+pub const GRAPH_FINAL_BALANCED: usize = 100;
+
+/// `fast`'s `ef` when the graph is on the largest rung (0.977 of the exhaustive top 10 at
+/// 0.02× on the same measurement).
+pub const GRAPH_FINAL_FAST: usize = 50;
+
 /// A plan: the stages in order. The last stage's `keep` is the number of hits returned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagePlan {
@@ -83,8 +93,10 @@ impl StagePlan {
     /// longer shortlists), for `fast` of the middle rung (1,000 candidates). Above, an HNSW
     /// search on the smallest graph rung, whose cost grows with the logarithm of the index:
     /// `balanced` keeps [`GRAPH_BALANCED`] candidates through the larger rungs, `fast`
-    /// [`GRAPH_FAST`] straight to the largest (constants measured on SciFact's training queries
-    /// over a million passages, see BENCHMARKS.md).
+    /// [`GRAPH_FAST`] straight to the largest. When that graph rung is the largest rung (the
+    /// default), the walk finds the top `k` itself with `ef` [`GRAPH_FINAL_BALANCED`] or
+    /// [`GRAPH_FINAL_FAST`] (constants measured on SciFact's training queries over 300,000 and
+    /// 1,000,000 passages, see BENCHMARKS.md).
     pub fn profile(name: &str, shape: &IndexShape, k: usize) -> Result<StagePlan> {
         let largest = *shape.rungs.last().ok_or_else(|| Error::InvalidRequest("the index stores no rungs".into()))?;
         let k = k.max(1);
@@ -99,6 +111,10 @@ impl StagePlan {
         let shortlist = |keep: usize| if graph { Shortlist::Graph { ef: keep } } else { Shortlist::Scan };
         let stages = match name {
             "exact" => vec![Stage { rung: largest, keep: k, shortlist: Some(Shortlist::Scan) }],
+            "balanced" | "fast" if graph_rung == Some(largest) => {
+                let ef = if name == "fast" { GRAPH_FINAL_FAST } else { GRAPH_FINAL_BALANCED };
+                vec![Stage { rung: largest, keep: k, shortlist: Some(Shortlist::Graph { ef: ef.max(k) }) }]
+            }
             "balanced" => {
                 let climb = &shape.rungs[balanced_start..];
                 climb
@@ -277,6 +293,23 @@ mod tests {
         let wide = StagePlan::profile("balanced", &shape(50_000), 2000).unwrap();
         assert!(wide.stages.iter().all(|s| s.keep >= 2000));
         assert!(StagePlan::profile("slow", &shape(1), 10).unwrap_err().to_string().contains("fast, balanced, exact"));
+    }
+
+    #[test]
+    fn a_graph_on_the_largest_rung_finds_the_top_k_itself() {
+        let mut s = shape(5_000_000);
+        s.graph_rungs = vec![Rung::new(6, 384)];
+        assert_eq!(StagePlan::profile("balanced", &s, 10).unwrap().to_string(), "6,384:10:graph=100");
+        assert_eq!(StagePlan::profile("fast", &s, 10).unwrap().to_string(), "6,384:10:graph=50");
+        assert_eq!(StagePlan::profile("fast", &s, 80).unwrap().to_string(), "6,384:80:graph=80");
+        assert_eq!(StagePlan::profile("exact", &s, 10).unwrap().to_string(), "6,384:10:scan");
+        // Below the graph threshold the profiles scan, as before.
+        s.docs = 50_000;
+        assert_eq!(StagePlan::profile("balanced", &s, 10).unwrap().to_string(), "4,128:1500:scan 5,256:500 6,384:10");
+        // With two graph rungs the smallest carries the shortlist.
+        s.docs = 5_000_000;
+        s.graph_rungs = vec![Rung::new(5, 256), Rung::new(6, 384)];
+        assert_eq!(StagePlan::profile("balanced", &s, 10).unwrap().to_string(), "5,256:1000:graph=1000 6,384:10");
     }
 
     #[test]
