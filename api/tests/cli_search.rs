@@ -294,8 +294,8 @@ fn graph_rung_is_chosen_by_measurement() {
         })
         .collect();
     assert_eq!(shares[5], 1.0);
-    // A walk of 10 candidates on any smaller rung reads fewer bytes than 100 on (6,384) in f16:
-    // the smallest rung that keeps the target wins.
+    // A walk of 10 candidates on any smaller rung reads fewer bytes than 100 on (6,384) in f16,
+    // and the smaller the rung the fewer: here the cheapest qualifying rung is the smallest.
     let target = 0.8;
     let expected = rungs[shares.iter().position(|&s| s >= target).unwrap()];
     let out =
@@ -318,6 +318,8 @@ fn graph_rung_is_chosen_by_measurement() {
     for (args, message) in [
         (vec!["--choose-from", q, "--target", "1.5"], "not a share between 0 and 1"),
         (vec!["--choose-from", q, "--rung", "5,256"], "cannot be used with"),
+        (vec!["--rung", "5,256", "--dry-run"], "--choose-from"),
+        (vec!["--rung", "5,256", "--target", "0.9"], "--choose-from"),
         (vec![], "required"),
     ] {
         let mut all = vec!["graphs", "--index", x];

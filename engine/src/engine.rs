@@ -545,6 +545,7 @@ impl Engine {
         let mut found = vec![vec![0usize; depths.len()]; rungs.len()];
         let mut top1 = vec![0.0; rungs.len()];
         let mut top100 = vec![0.0; rungs.len()];
+        let mut with100 = vec![0usize; rungs.len()];
         let mut truths = 0usize;
         for (done, text) in queries.iter().enumerate() {
             let mut state = self.inner.encoder.query(text)?;
@@ -558,7 +559,10 @@ impl Engine {
                     found[r][d] += hits.iter().take(depth).filter(|h| truth.contains(&h.address)).count();
                 }
                 top1[r] += f64::from(hits.first().map_or(0.0, |h| h.score));
-                top100[r] += f64::from(hits.get(99).map_or(0.0, |h| h.score));
+                if let Some(hit) = hits.get(99) {
+                    top100[r] += f64::from(hit.score);
+                    with100[r] += 1;
+                }
             }
             progress(done + 1, queries.len());
         }
@@ -575,7 +579,7 @@ impl Engine {
                     .map(|(d, &depth)| (depth, found[r][d] as f64 / truths.max(1) as f64))
                     .collect(),
                 top1_score: top1[r] / q,
-                top100_score: top100[r] / q,
+                top100_score: top100[r] / with100[r].max(1) as f64,
             })
             .collect())
     }

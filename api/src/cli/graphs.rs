@@ -27,7 +27,9 @@ file with one query per line), how much of the final top 10 (the exhaustive sear
 largest rung) each rung's own exhaustive top N holds. A smaller rung qualifies when its top N
 (N = --shortlist, the walk's candidates) keeps --target of it; the largest rung always does,
 with a walk of 100 candidates for the top 10 itself. The graph goes on the qualifying rung
-whose walk reads the fewest bytes (candidates × bytes per row). It costs one exhaustive scan of
+whose walk reads the fewest bytes (candidates × bytes per row; rescoring the shortlist at the
+larger rungs comes on top for a smaller rung, so the estimate favours it). Set --shortlist to
+what your profile walks (`balanced` 1,000, `fast` 300): it models the choice only. It costs one exhaustive scan of
 every rung per query (about 0.07 s per query at a million documents).";
 
 /// Arguments of `barista graphs`.
@@ -45,16 +47,18 @@ pub struct Args {
     /// one query per line).
     #[arg(long, value_name = "FILE")]
     choose_from: Option<PathBuf>,
-    /// With --choose-from: the shortlist length the graph will give (the `balanced` profile
-    /// keeps 1,000).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=100_000))]
-    shortlist: u32,
-    /// With --choose-from: the share of the final top 10 the rung's shortlist must keep.
-    #[arg(long, default_value_t = 0.95, value_parser = share)]
-    target: f64,
-    /// With --choose-from: measure at most this many queries (the file's first).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
-    sample: u32,
+    /// With --choose-from: the candidates a walk on a smaller rung must return, as the profile
+    /// you will search with walks them (`balanced` 1,000, `fast` 300); it models the choice
+    /// only and does not change the profiles [default: 1000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(10..=100_000))]
+    shortlist: Option<u32>,
+    /// With --choose-from: the share of the final top 10 the rung's shortlist must keep
+    /// [default: 0.95].
+    #[arg(long, value_name = "SHARE", value_parser = share)]
+    target: Option<f64>,
+    /// With --choose-from: measure at most this many queries (the file's first) [default: 300].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    sample: Option<u32>,
     /// With --choose-from: print the measurement and the choice, build nothing.
     #[arg(long)]
     dry_run: bool,
@@ -92,13 +96,21 @@ fn read_queries(path: &Path, limit: usize) -> Result<Vec<String>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let measuring = [args.shortlist.is_some(), args.target.is_some(), args.sample.is_some(), args.dry_run];
+    if args.choose_from.is_none() && measuring.contains(&true) {
+        bail!(
+            "--shortlist, --target, --sample and --dry-run go with --choose-from: with --rung the rungs are \
+             named and built, nothing is measured"
+        );
+    }
     let rungs = match &args.choose_from {
         None => args.rung.clone(),
         Some(path) => {
-            let queries = read_queries(path, args.sample as usize)?;
+            let queries = read_queries(path, args.sample.unwrap_or(300) as usize)?;
+            let target = args.target.unwrap_or(0.95);
             // Measuring reads the index only: the writer is taken after, to build.
             let engine = args.open.open()?;
-            let depth = args.shortlist as usize;
+            let depth = args.shortlist.unwrap_or(1000) as usize;
             let mut depths: Vec<usize> = DEPTHS.to_vec();
             if !depths.contains(&depth) {
                 depths.push(depth);
@@ -119,12 +131,11 @@ pub fn run(args: Args) -> Result<()> {
                 let cells: String = row.kept.iter().map(|(_, s)| format!("{s:>9.3}")).collect();
                 println!("{:<10} {:>9} {cells}", row.rung.to_string(), row.row_bytes);
             }
-            let chosen =
-                choose_graph_rung(&rows, depth, args.target).context("no rung measured (is the index empty?)")?;
+            let chosen = choose_graph_rung(&rows, depth, target).context("no rung was measured")?;
             println!(
                 "graph rung: {chosen} (of the rungs whose top {depth} keeps ≥ {} of the final top 10, and the \
                  largest, the one whose walk reads the fewest bytes)",
-                args.target
+                target
             );
             if args.dry_run {
                 return Ok(());

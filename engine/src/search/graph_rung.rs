@@ -34,8 +34,9 @@ pub struct RungQuality {
     /// Mean over queries of this rung's best score (raw inner product, or cosine for cosine
     /// models).
     pub top1_score: f64,
-    /// Mean over queries of this rung's 100th best score: with `top1_score`, the spread a
-    /// shortlist threshold works in.
+    /// Mean over the queries with at least 100 hits of this rung's 100th best score (0 when
+    /// the index holds fewer than 100 documents): with `top1_score`, the spread a shortlist
+    /// threshold works in.
     pub top100_score: f64,
 }
 

@@ -95,8 +95,11 @@ impl StagePlan {
     /// `balanced` keeps [`GRAPH_BALANCED`] candidates through the larger rungs, `fast`
     /// [`GRAPH_FAST`] straight to the largest. When that graph rung is the largest rung (the
     /// default), the walk finds the top `k` itself with `ef` [`GRAPH_FINAL_BALANCED`] or
-    /// [`GRAPH_FINAL_FAST`] (constants measured on SciFact's training queries over 300,000 and
-    /// 1,000,000 passages, see BENCHMARKS.md).
+    /// [`GRAPH_FINAL_FAST`] (constants measured on SciFact's training queries over 300,000
+    /// passages, see BENCHMARKS.md). Such a one-stage plan has no rung to stop at: adaptive
+    /// stopping and overlapping the walk with encoding apply only to plans that climb
+    /// (`barista calibrate` refuses it, and a stop rule fitted while the index was smaller no
+    /// longer matches the plan, so it is not used).
     pub fn profile(name: &str, shape: &IndexShape, k: usize) -> Result<StagePlan> {
         let largest = *shape.rungs.last().ok_or_else(|| Error::InvalidRequest("the index stores no rungs".into()))?;
         let k = k.max(1);
