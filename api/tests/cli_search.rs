@@ -215,21 +215,31 @@ fn bad_lines_are_repaired_or_skipped_by_policy_and_strict_stops() {
     assert!(!ok && stderr.contains("docs.jsonl:1") && stderr.contains("invalid UTF-8"), "{stderr}");
 }
 
+/// The 40-document corpus indexed in `dir/idx`, every segment with a graph (default rung).
+fn graphed_index(dir: &Path) -> PathBuf {
+    let input = corpus(dir);
+    let index = dir.join("idx");
+    let model = shared("models/minilm-l6-2d");
+    let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
+    ok(barista(&["index", "--model", m, "--input", i, "--out", x, "--graph-min-docs", "0"]));
+    index
+}
+
+/// The graph rungs of the index's first segment, as `barista info --json` reports them.
+fn graph_rungs_of(index: &str) -> serde_json::Value {
+    let info: serde_json::Value = serde_json::from_str(&ok(barista(&["info", "--index", index, "--json"]))).unwrap();
+    info["segments"][0]["graphs"].clone()
+}
+
 /// `barista graphs` moves an index's HNSW graphs to other rungs from the stored vectors, and
 /// the graph profiles then shortlist through the smallest of them; a rung the index does not
 /// store is refused with the stored rungs named, and changes nothing.
 #[test]
 fn graphs_move_to_other_rungs_without_encoding_again() {
     let dir = tempfile::tempdir().unwrap();
-    let input = corpus(dir.path());
-    let index = dir.path().join("idx");
-    let model = shared("models/minilm-l6-2d");
-    let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
-    ok(barista(&["index", "--model", m, "--input", i, "--out", x, "--graph-min-docs", "0"]));
-    let graph_rungs = || -> serde_json::Value {
-        let info: serde_json::Value = serde_json::from_str(&ok(barista(&["info", "--index", x, "--json"]))).unwrap();
-        info["segments"][0]["graphs"].clone()
-    };
+    let index = graphed_index(dir.path());
+    let x = index.to_str().unwrap();
+    let graph_rungs = || graph_rungs_of(x);
     assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]));
     let refused = barista(&["graphs", "--index", x, "--rung", "7,7"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -252,25 +262,19 @@ fn graphs_move_to_other_rungs_without_encoding_again() {
 }
 
 /// `barista graphs --choose-from` measures each rung's exhaustive shortlist against the final
-/// top 10 on sample queries and builds the graph on the smallest rung that keeps the target;
+/// top 10 on sample queries and builds the graph on the cheapest rung that keeps the target;
 /// the shares it prints are recomputed here from single-rung searches (`--stages "L,D:10:scan"`
 /// against `--profile exact`). Bad arguments change nothing.
 #[test]
 fn graph_rung_is_chosen_by_measurement() {
     let dir = tempfile::tempdir().unwrap();
-    let input = corpus(dir.path());
-    let index = dir.path().join("idx");
-    let model = shared("models/minilm-l6-2d");
-    let (m, i, x) = (model.to_str().unwrap(), input.to_str().unwrap(), index.to_str().unwrap());
-    ok(barista(&["index", "--model", m, "--input", i, "--out", x, "--graph-min-docs", "0"]));
+    let index = graphed_index(dir.path());
+    let x = index.to_str().unwrap();
     let queries = ["vitamin D and bone density", "how do tumours evade the immune system", "stem cell aging"];
     let file = dir.path().join("queries.txt");
     std::fs::write(&file, format!("{}\n\n", queries.join("\n"))).unwrap();
     let q = file.to_str().unwrap();
-    let graph_rungs = || -> serde_json::Value {
-        let info: serde_json::Value = serde_json::from_str(&ok(barista(&["info", "--index", x, "--json"]))).unwrap();
-        info["segments"][0]["graphs"].clone()
-    };
+    let graph_rungs = || graph_rungs_of(x);
     let ids = |args: &[&str], text: &str| -> Vec<String> {
         let mut all = vec!["search", "--index", x, "--json", "--k", "10"];
         all.extend_from_slice(args);

@@ -29,8 +29,9 @@ largest rung) each rung's own exhaustive top N holds. A smaller rung qualifies w
 with a walk of 100 candidates for the top 10 itself. The graph goes on the qualifying rung
 whose walk reads the fewest bytes (candidates × bytes per row; rescoring the shortlist at the
 larger rungs comes on top for a smaller rung, so the estimate favours it). Set --shortlist to
-what your profile walks (`balanced` 1,000, `fast` 300): it models the choice only. It costs one exhaustive scan of
-every rung per query (about 0.07 s per query at a million documents).";
+what your profile walks (`balanced` 1,000, `fast` 300): it models the choice only. Measuring
+costs one exhaustive scan of every rung per query (about 0.07 s per query at a million
+documents).";
 
 /// Arguments of `barista graphs`.
 #[derive(clap::Args, Debug)]
