@@ -306,6 +306,14 @@ fn graph_rung_is_chosen_by_measurement() {
         barista(&["graphs", "--index", x, "--choose-from", q, "--shortlist", "10", "--target", "0.8", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("(3 queries)"), "{stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "40 documents are more than a shortlist of 10");
+    // A shortlist as long as the collection measures nothing: said, not hidden.
+    let wide = barista(&["graphs", "--index", x, "--choose-from", q, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&wide.stderr);
+    assert!(
+        wide.status.success() && stderr.contains("holds 40 documents, no more than the shortlist of 1000"),
+        "{stderr}"
+    );
     for (rung, share) in rungs.iter().zip(&shares) {
         let line = stdout.lines().find(|l| l.starts_with(&format!("({rung})"))).unwrap_or_else(|| panic!("{stdout}"));
         let printed: Vec<f64> = line.split_whitespace().skip(2).map(|v| v.parse().unwrap()).collect();

@@ -112,6 +112,14 @@ pub fn run(args: Args) -> Result<()> {
             // Measuring reads the index only: the writer is taken after, to build.
             let engine = args.open.open()?;
             let depth = args.shortlist.unwrap_or(1000) as usize;
+            let documents = engine.index().snapshot().len();
+            if documents <= depth as u64 {
+                eprintln!(
+                    "warning: the index holds {documents} documents, no more than the shortlist of {depth}: every \
+                     rung keeps the whole final top 10 at that depth, so the choice below says nothing about a \
+                     larger collection; measure on one, or pass a smaller --shortlist"
+                );
+            }
             let mut depths: Vec<usize> = DEPTHS.to_vec();
             if !depths.contains(&depth) {
                 depths.push(depth);
