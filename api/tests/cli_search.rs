@@ -225,6 +225,18 @@ fn graphed_index(dir: &Path) -> PathBuf {
     index
 }
 
+/// Every file in the index folder with its bytes, sorted by name.
+fn files_with_contents(index: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(index)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
 /// The graph rungs of the index's first segment, as `barista info --json` reports them.
 fn graph_rungs_of(index: &str) -> serde_json::Value {
     let info: serde_json::Value = serde_json::from_str(&ok(barista(&["info", "--index", index, "--json"]))).unwrap();
@@ -241,12 +253,15 @@ fn graphs_move_to_other_rungs_without_encoding_again() {
     let x = index.to_str().unwrap();
     let graph_rungs = || graph_rungs_of(x);
     assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]));
+    let before = files_with_contents(&index);
     let refused = barista(&["graphs", "--index", x, "--rung", "7,7"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && stderr.contains("not one of the index's stored rungs: (1,32) (2,64)"),
         "{stderr}"
     );
+    // Refused before the writer is taken: not even the write-ahead log is touched.
+    assert_eq!(files_with_contents(&index), before, "a refused `graphs` changed the index folder");
     assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]));
     let out = barista(&["graphs", "--index", x, "--rung", "5,256", "--rung", "2,64"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

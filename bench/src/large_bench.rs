@@ -321,6 +321,11 @@ pub struct ExpandArgs {
     /// Seed of the expansion.
     #[arg(long, default_value_t = 2410_13230)]
     seed: u64,
+    /// Blend only the first N documents of `--from` (default: all of them): to check the
+    /// expansion, expand a prefix of a real collection to its full size and compare the two
+    /// with `barista-bench large`.
+    #[arg(long)]
+    base: Option<usize>,
 }
 
 /// Expands an index of real vectors: the first documents are the real ones; every other is a
@@ -333,21 +338,24 @@ pub fn expand(args: &ExpandArgs) -> Result<()> {
     let snap = source.snapshot();
     let config: IndexConfig = snap.config().clone();
     let cosine = config.profile.contains("\"cosine\"");
-    let real = snap.len() as usize;
+    let real = args.base.map_or(snap.len() as usize, |b| b.min(snap.len() as usize));
     if real == 0 || snap.segments().iter().any(|s| s.deleted > 0 || s.in_memory) {
         bail!("{} must hold committed documents without deletions (compact it first)", args.from.display());
     }
     // The real vectors, dequantised, one buffer per rung.
     let mut rows: Vec<Vec<f32>> = config.rungs.iter().map(|r| Vec::with_capacity(real * r.rung.dim)).collect();
     let progress = bar(real as u64, "reading");
+    let mut read = 0;
     for segment in 0..snap.segment_count() as u32 {
+        let take = (snap.segments()[segment as usize].documents as usize).min(real - read);
         for (r, buffer) in rows.iter_mut().enumerate() {
             let block = snap.block(segment, r)?;
-            for row in 0..block.count {
+            for row in 0..take {
                 buffer.extend(block.row_f32(row));
             }
         }
-        progress.inc(u64::from(snap.segments()[segment as usize].documents));
+        read += take;
+        progress.inc(take as u64);
     }
     progress.finish_and_clear();
     let index = if args.to.join("MANIFEST").exists() {

@@ -478,7 +478,9 @@ impl Engine {
         Ok(WriteReport { added: 0, deleted: info.existed, live: info.live, sequence: info.first_seq })
     }
 
-    /// Merges all segments into one (after flushing the mutable segment).
+    /// Merges all segments into one (after flushing the mutable segment); past the merge
+    /// policy's `max_docs` live documents into segments of at most that size (see
+    /// [`barista_index::writer::IndexWriter::compact`]).
     pub fn compact(&self, progress: barista_index::writer::Progress<'_>) -> Result<WriteReport> {
         let info = self.writer()?.compact_with(progress)?;
         Ok(WriteReport { added: 0, deleted: 0, live: info.live, sequence: info.generation })
@@ -497,8 +499,21 @@ impl Engine {
         if rungs.is_empty() {
             return Err(Error::InvalidRequest("name at least one graph rung".into()));
         }
+        let positions = self.graph_rung_positions(rungs)?;
+        let writer = self.writer()?;
+        writer.set_graph_rungs(&positions)?;
+        Ok(writer.build_graphs(progress)?)
+    }
+
+    /// The positions in the stored ladder of `rungs` (graph rungs to be), checked without taking
+    /// the writer: callers validate before they open for writing, so a refused request changes
+    /// nothing on disk.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] naming the stored rungs when one of `rungs` is not stored.
+    pub fn graph_rung_positions(&self, rungs: &[Rung]) -> Result<Vec<usize>> {
         let stored: Vec<Rung> = self.inner.index.snapshot().config().rungs.iter().map(|r| r.rung).collect();
-        let positions = rungs
+        rungs
             .iter()
             .map(|g| {
                 stored.iter().position(|r| r == g).ok_or_else(|| {
@@ -509,10 +524,7 @@ impl Engine {
                     ))
                 })
             })
-            .collect::<Result<Vec<usize>>>()?;
-        let writer = self.writer()?;
-        writer.set_graph_rungs(&positions)?;
-        Ok(writer.build_graphs(progress)?)
+            .collect::<Result<Vec<usize>>>()
     }
 
     /// Measures, for sample query texts, how much of the final top 10 (the exhaustive search at

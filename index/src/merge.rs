@@ -7,6 +7,9 @@
 //! an index of `N` live documents has at most `(f − 1) · (⌊log_f(N / floor)⌋ + 1)` segments
 //! left by merges: O(log N). A segment whose deleted share passes `deletes_ratio` is rewritten
 //! on its own to drop them. Segments that would grow past `max_docs` are left alone.
+//!
+//! A full merge (compaction) follows [`MergePolicy::choose_compaction`]: everything into one
+//! segment up to `max_docs` live documents, segments of at most that size past it.
 
 /// What the policy looks at: one committed segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +93,40 @@ impl MergePolicy {
     }
 }
 
+impl MergePolicy {
+    /// The next merge of a full merge (compaction), or `None` when it is done: the smallest
+    /// segments that fit together under `max_docs` live documents (at least two), else the
+    /// segment with the largest deleted share, rewritten on its own. Repeated until `None`, an
+    /// index ends with every segment that could be merged merged and no deletions, its segments
+    /// no larger than `max_docs` (unless one was larger before), so compaction holds at most
+    /// `max_docs` documents' vectors in memory, however large the index (a single segment of
+    /// ten million documents would need about 40 GB).
+    pub fn choose_compaction(&self, segments: &[Candidate]) -> Option<Vec<u64>> {
+        let mut by_size: Vec<&Candidate> = segments.iter().collect();
+        by_size.sort_by_key(|s| (s.live(), s.id));
+        let mut chosen = Vec::new();
+        let mut total = 0;
+        for s in by_size {
+            if total + s.live() > self.max_docs {
+                break;
+            }
+            total += s.live();
+            chosen.push(s.id);
+        }
+        if chosen.len() >= 2 {
+            return Some(chosen);
+        }
+        segments
+            .iter()
+            .filter(|s| s.deleted > 0)
+            .max_by(|a, b| {
+                let share = |s: &Candidate| f64::from(s.deleted) / f64::from(s.docs);
+                share(a).total_cmp(&share(b)).then(b.id.cmp(&a.id))
+            })
+            .map(|s| vec![s.id])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +154,32 @@ mod tests {
         assert_eq!(p.choose(&big), None, "past max_docs nothing merges");
         let near = [c(1, 400, 0), c(2, 400, 0), c(3, 400, 0), c(4, 400, 0)];
         assert_eq!(p.choose(&near), Some(vec![1, 2]), "a merge stops at max_docs");
+    }
+
+    #[test]
+    fn compaction_merges_under_the_size_cap_then_drops_deletions() {
+        let p = MergePolicy { max_docs: 50, ..MergePolicy::default() };
+        // Everything fits: one merge of all, as a full merge always did.
+        assert_eq!(p.choose_compaction(&[c(1, 10, 0), c(2, 20, 5), c(3, 5, 0)]), Some(vec![3, 1, 2]));
+        // Simulate compaction of four segments of 20 under a cap of 50: two of 40 remain.
+        let mut segments = vec![c(1, 20, 0), c(2, 20, 0), c(3, 20, 0), c(4, 20, 3)];
+        let mut next = 5;
+        while let Some(ids) = p.choose_compaction(&segments) {
+            let live: u32 = segments.iter().filter(|s| ids.contains(&s.id)).map(|s| s.docs - s.deleted).sum();
+            segments.retain(|s| !ids.contains(&s.id));
+            segments.push(c(next, live, 0));
+            next += 1;
+            assert!(next < 20, "compaction does not end");
+        }
+        let mut sizes: Vec<u32> = segments.iter().map(|s| s.docs).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, vec![37, 40]);
+        assert!(segments.iter().all(|s| s.deleted == 0));
+        // A segment already past the cap is only rewritten for its deletions, on its own.
+        assert_eq!(p.choose_compaction(&[c(1, 80, 0), c(2, 60, 0)]), None);
+        assert_eq!(p.choose_compaction(&[c(1, 80, 0), c(2, 60, 6)]), Some(vec![2]));
+        assert_eq!(p.choose_compaction(&[c(1, 10, 0)]), None, "one clean segment: nothing to do");
+        assert_eq!(p.choose_compaction(&[c(1, 10, 10)]), Some(vec![1]), "an all-deleted segment goes");
     }
 
     #[test]

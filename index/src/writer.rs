@@ -478,9 +478,12 @@ impl IndexWriter {
         Ok(merges)
     }
 
-    /// Flushes, then merges every segment into one, dropping deleted documents (a full merge:
-    /// `barista compact`, `POST /admin/compact`). Writes go on meanwhile; those that arrive
-    /// during it stay in the mutable segment.
+    /// Flushes, then merges segments until every segment that can be is merged and no deleted
+    /// documents remain (a full merge: `barista compact`, `POST /admin/compact`): into one
+    /// segment up to the merge policy's `max_docs` live documents (default 1,000,000), into
+    /// segments of at most that size past it, so that memory stays bounded (see
+    /// [`MergePolicy::choose_compaction`]). Writes go on meanwhile; those that arrive during it
+    /// stay in the mutable segment.
     pub fn compact(&self) -> Result<CommitInfo> {
         self.compact_with(&|_, _, _| {})
     }
@@ -489,7 +492,14 @@ impl IndexWriter {
     pub fn compact_with(&self, progress: Progress<'_>) -> Result<CommitInfo> {
         self.inner.check_usable()?;
         self.inner.flush_all()?;
-        self.inner.merge_once(true, progress)?;
+        // Each merge removes a segment or a segment's deletions: 2 × segments bounds the passes
+        // even while deletions keep arriving.
+        let passes = 2 * self.inner.lock_live().state.disk.len();
+        for _ in 0..passes {
+            if !self.inner.merge_once(true, progress)? {
+                break;
+            }
+        }
         Ok(self.inner.commit_info(0, 0))
     }
 
@@ -899,14 +909,11 @@ impl Inner {
         let (sources, id, config) = {
             let mut live = self.lock_live();
             let disk = &live.state.disk;
-            let chosen: Option<Vec<u64>> = if all {
-                (disk.len() > 1 || disk.iter().any(|d| d.deleted > 0))
-                    .then(|| disk.iter().map(|d| d.record.id).collect())
+            let candidates: Vec<Candidate> =
+                disk.iter().map(|d| Candidate { id: d.record.id, docs: d.record.docs, deleted: d.deleted }).collect();
+            let chosen = if all {
+                self.options.merge.choose_compaction(&candidates)
             } else {
-                let candidates: Vec<Candidate> = disk
-                    .iter()
-                    .map(|d| Candidate { id: d.record.id, docs: d.record.docs, deleted: d.deleted })
-                    .collect();
                 self.options.merge.choose(&candidates)
             };
             let Some(chosen) = chosen else { return Ok(false) };

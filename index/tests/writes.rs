@@ -99,6 +99,35 @@ fn add_update_delete_flush_compact_and_reopen() {
     assert_eq!(on_disk, expected);
 }
 
+/// Past the merge policy's `max_docs`, compaction merges into segments of at most that size
+/// (its memory stays bounded however large the index) and still drops every deletion.
+#[test]
+fn compaction_keeps_segments_under_the_size_cap() {
+    let (_dir, index, c) = fresh();
+    let options = WriterOptions {
+        background: false,
+        merge: MergePolicy { max_docs: 50, ..MergePolicy::default() },
+        ..WriterOptions::default()
+    };
+    let w = index.writer_with(options).unwrap();
+    for part in 0..4 {
+        bulk(&w, docs(&c, "d", part * 20..(part + 1) * 20, 0));
+    }
+    assert_eq!(delete(&w, &["d5", "d6", "d7"]), 3);
+    let info = w.compact().unwrap();
+    let s = index.snapshot();
+    let mut sizes: Vec<u32> = s.manifest().segments.iter().map(|seg| seg.docs).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![37, 40], "four segments of 20 under a cap of 50");
+    assert_eq!((info.segments, info.live), (2, 77));
+    assert!(s.manifest().segments.iter().all(|seg| seg.deleted == 0));
+    let want: Vec<String> = (0..80).filter(|i| !(5..8).contains(i)).map(|i| format!("d{i}")).collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(live_ids(&index), want);
+    assert_eq!(w.compact().unwrap().segments, 2, "a second compaction has nothing left to do");
+}
+
 #[test]
 fn acknowledged_writes_survive_without_a_flush() {
     let (dir, index, c) = fresh();

@@ -246,5 +246,6 @@ class Engine:
         return self._native.flush()
 
     def compact(self) -> Dict[str, int]:
-        """Merges every segment into one (a full merge), committed when it returns."""
+        """Merges every segment into one (a full merge; segments of at most a million documents
+        past that size), committed when it returns."""
         return self._native.compact()

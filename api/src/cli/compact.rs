@@ -1,4 +1,5 @@
-//! `barista compact`: merge every segment of an index into one, dropping deleted documents.
+//! `barista compact`: merge an index's segments into one (segments of at most a million
+//! documents past that size), dropping deleted documents.
 
 use super::open_args::{OpenArgs, WriterArgs};
 use super::progress::Progress;
@@ -11,7 +12,9 @@ Examples:
 
 Writes the documents written since the last flush into a segment, then merges every segment
 into one without the deleted documents (a server does this gradually, in the background; this
-is the full merge). It takes the index's writer: stop a server writing the same index first,
+is the full merge). Past 1,000,000 live documents (the merge policy's cap) it merges into
+segments of at most that size instead, so that its memory stays bounded (about 5 GB for a
+million documents of the shared model's ladder) however large the index. It takes the index's writer: stop a server writing the same index first,
 or use its route POST /admin/compact instead.";
 
 /// Arguments of `barista compact`.

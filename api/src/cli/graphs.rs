@@ -105,7 +105,11 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let rungs = match &args.choose_from {
-        None => args.rung.clone(),
+        None => {
+            // Checked before the writer is taken: taking it recovers and renumbers the log.
+            args.open.open()?.graph_rung_positions(&args.rung)?;
+            args.rung.clone()
+        }
         Some(path) => {
             let queries = read_queries(path, args.sample.unwrap_or(300) as usize)?;
             let target = args.target.unwrap_or(0.95);

@@ -39,7 +39,8 @@ enum Command {
     Calibrate(calibrate::Args),
     /// Describe an index: model, profile, rungs, segments, the write-ahead log, sizes.
     Info(info::Args),
-    /// Merge every segment into one, dropping deleted documents.
+    /// Merge every segment into one (at most a million documents each past that), dropping
+    /// deleted documents.
     #[command(after_help = compact::EXAMPLES)]
     Compact(compact::Args),
     /// Choose the rungs that carry HNSW graphs, and build the graphs segments lack.

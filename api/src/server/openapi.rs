@@ -219,7 +219,7 @@ fn delete_doc() {}
 fn stats_doc() {}
 
 #[utoipa::path(post, path = "/admin/compact",
-    responses((status = 200, description = "Every segment merged into one (after a flush); the index's statistics afterwards", body = Object)))]
+    responses((status = 200, description = "Every segment merged into one (after a flush; segments of at most 1,000,000 live documents past that size); the index's statistics afterwards", body = Object)))]
 #[allow(dead_code)]
 fn compact_doc() {}
 
