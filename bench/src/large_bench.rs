@@ -39,6 +39,10 @@ pub struct LargeArgs {
     /// Skip the per-rung shortlist table (it scans every rung for every query).
     #[arg(long)]
     no_rungs: bool,
+    /// Only the first N queries of the split (at ten million documents one exhaustive query
+    /// takes about a second).
+    #[arg(long)]
+    queries: Option<usize>,
     /// Timed repetitions of the query set per plan.
     #[arg(long, default_value_t = 2)]
     repeat: usize,
@@ -138,7 +142,7 @@ fn overlap(a: &[Vec<String>], b: &[Vec<String>]) -> f64 {
 pub fn large(args: &LargeArgs) -> Result<()> {
     let data = DataSet::detect(&args.dataset)?;
     let (queries, _) = data.judged_queries(&args.split, &Reading::strict())?;
-    let texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
+    let texts: Vec<String> = queries.iter().take(args.queries.unwrap_or(usize::MAX)).map(|q| q.text.clone()).collect();
     // Opening: the index alone (p50 of 5), then with its graphs mapped and verified.
     let mut opens = Vec::new();
     for _ in 0..5 {
