@@ -41,8 +41,8 @@ pub struct LargeArgs {
     no_rungs: bool,
     /// Only the first N queries of the split (at ten million documents one exhaustive query
     /// takes about a second).
-    #[arg(long)]
-    queries: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    queries: Option<u64>,
     /// Timed repetitions of the query set per plan.
     #[arg(long, default_value_t = 2)]
     repeat: usize,
@@ -142,7 +142,8 @@ fn overlap(a: &[Vec<String>], b: &[Vec<String>]) -> f64 {
 pub fn large(args: &LargeArgs) -> Result<()> {
     let data = DataSet::detect(&args.dataset)?;
     let (queries, _) = data.judged_queries(&args.split, &Reading::strict())?;
-    let texts: Vec<String> = queries.iter().take(args.queries.unwrap_or(usize::MAX)).map(|q| q.text.clone()).collect();
+    let texts: Vec<String> =
+        queries.iter().take(args.queries.map_or(usize::MAX, |n| n as usize)).map(|q| q.text.clone()).collect();
     // Opening: the index alone (p50 of 5), then with its graphs mapped and verified.
     let mut opens = Vec::new();
     for _ in 0..5 {

@@ -94,14 +94,21 @@ impl MergePolicy {
 }
 
 impl MergePolicy {
-    /// The next merge of a full merge (compaction), or `None` when it is done: the smallest
-    /// segments that fit together under `max_docs` live documents (at least two), else the
-    /// segment with the largest deleted share, rewritten on its own. Repeated until `None`, an
+    /// The next merge of a full merge (compaction), or `None` when it is done: the segments
+    /// without a live document (merged into nothing), else the smallest segments that fit
+    /// together under `max_docs` live documents (at least two), else the segment with the
+    /// largest deleted share among those `rewritable` accepts (by segment number: a compaction
+    /// does not rewrite what it made itself), rewritten on its own. Repeated until `None`, an
     /// index ends with every segment that could be merged merged and no deletions, its segments
     /// no larger than `max_docs` (unless one was larger before), so compaction holds at most
     /// `max_docs` documents' vectors in memory, however large the index (a single segment of
-    /// ten million documents would need about 40 GB).
-    pub fn choose_compaction(&self, segments: &[Candidate]) -> Option<Vec<u64>> {
+    /// ten million documents would need about 40 GB) — except to rewrite a segment already
+    /// larger than that (written in bulk past the cap) to drop its deletions.
+    pub fn choose_compaction(&self, segments: &[Candidate], rewritable: &dyn Fn(u64) -> bool) -> Option<Vec<u64>> {
+        let empty: Vec<u64> = segments.iter().filter(|s| s.live() == 0 && s.docs > 0).map(|s| s.id).collect();
+        if !empty.is_empty() {
+            return Some(empty);
+        }
         let mut by_size: Vec<&Candidate> = segments.iter().collect();
         by_size.sort_by_key(|s| (s.live(), s.id));
         let mut chosen = Vec::new();
@@ -118,7 +125,7 @@ impl MergePolicy {
         }
         segments
             .iter()
-            .filter(|s| s.deleted > 0)
+            .filter(|s| s.deleted > 0 && rewritable(s.id))
             .max_by(|a, b| {
                 let share = |s: &Candidate| f64::from(s.deleted) / f64::from(s.docs);
                 share(a).total_cmp(&share(b)).then(b.id.cmp(&a.id))
@@ -160,11 +167,11 @@ mod tests {
     fn compaction_merges_under_the_size_cap_then_drops_deletions() {
         let p = MergePolicy { max_docs: 50, ..MergePolicy::default() };
         // Everything fits: one merge of all, as a full merge always did.
-        assert_eq!(p.choose_compaction(&[c(1, 10, 0), c(2, 20, 5), c(3, 5, 0)]), Some(vec![3, 1, 2]));
+        assert_eq!(p.choose_compaction(&[c(1, 10, 0), c(2, 20, 5), c(3, 5, 0)], &|_| true), Some(vec![3, 1, 2]));
         // Simulate compaction of four segments of 20 under a cap of 50: two of 40 remain.
         let mut segments = vec![c(1, 20, 0), c(2, 20, 0), c(3, 20, 0), c(4, 20, 3)];
         let mut next = 5;
-        while let Some(ids) = p.choose_compaction(&segments) {
+        while let Some(ids) = p.choose_compaction(&segments, &|_| true) {
             let live: u32 = segments.iter().filter(|s| ids.contains(&s.id)).map(|s| s.docs - s.deleted).sum();
             segments.retain(|s| !ids.contains(&s.id));
             segments.push(c(next, live, 0));
@@ -176,10 +183,14 @@ mod tests {
         assert_eq!(sizes, vec![37, 40]);
         assert!(segments.iter().all(|s| s.deleted == 0));
         // A segment already past the cap is only rewritten for its deletions, on its own.
-        assert_eq!(p.choose_compaction(&[c(1, 80, 0), c(2, 60, 0)]), None);
-        assert_eq!(p.choose_compaction(&[c(1, 80, 0), c(2, 60, 6)]), Some(vec![2]));
-        assert_eq!(p.choose_compaction(&[c(1, 10, 0)]), None, "one clean segment: nothing to do");
-        assert_eq!(p.choose_compaction(&[c(1, 10, 10)]), Some(vec![1]), "an all-deleted segment goes");
+        assert_eq!(p.choose_compaction(&[c(1, 80, 0), c(2, 60, 0)], &|_| true), None);
+        assert_eq!(p.choose_compaction(&[c(1, 80, 0), c(2, 60, 6)], &|_| true), Some(vec![2]));
+        assert_eq!(p.choose_compaction(&[c(1, 10, 0)], &|_| true), None, "one clean segment: nothing to do");
+        assert_eq!(p.choose_compaction(&[c(1, 10, 10)], &|_| true), Some(vec![1]), "an all-deleted segment goes");
+        // An empty segment goes on its own, without rewriting a full one beside it.
+        assert_eq!(p.choose_compaction(&[c(1, 10, 10), c(2, 45, 0)], &|_| true), Some(vec![1]));
+        // Segments the compaction made are not rewritten again for later deletions.
+        assert_eq!(p.choose_compaction(&[c(1, 80, 0), c(2, 60, 6)], &|id| id != 2), None);
     }
 
     #[test]

@@ -472,7 +472,7 @@ impl IndexWriter {
     pub fn merge(&self, progress: Progress<'_>) -> Result<usize> {
         self.inner.check_usable()?;
         let mut merges = 0;
-        while self.inner.merge_once(false, progress)? {
+        while self.inner.merge_once(None, progress)? {
             merges += 1;
         }
         Ok(merges)
@@ -494,9 +494,12 @@ impl IndexWriter {
         self.inner.flush_all()?;
         // Each merge removes a segment or a segment's deletions: 2 × segments bounds the passes
         // even while deletions keep arriving.
-        let passes = 2 * self.inner.lock_live().state.disk.len();
+        // Segments made by this compaction are not rewritten again for deletions that arrive
+        // meanwhile (the background merges take those).
+        let before: HashSet<u64> = self.inner.lock_live().state.disk.iter().map(|d| d.record.id).collect();
+        let passes = 2 * before.len();
         for _ in 0..passes {
-            if !self.inner.merge_once(true, progress)? {
+            if !self.inner.merge_once(Some(&before), progress)? {
                 break;
             }
         }
@@ -903,18 +906,18 @@ impl Inner {
         }
     }
 
-    /// One merge: the policy's choice, or everything (`all`). Returns whether one ran.
-    fn merge_once(&self, all: bool, progress: Progress<'_>) -> Result<bool> {
+    /// One merge: the policy's choice, or compaction's (`compaction`: the segments that existed
+    /// when the compaction started). Returns whether one ran.
+    fn merge_once(&self, compaction: Option<&HashSet<u64>>, progress: Progress<'_>) -> Result<bool> {
         let _merging = self.merging.lock().unwrap_or_else(|e| e.into_inner());
         let (sources, id, config) = {
             let mut live = self.lock_live();
             let disk = &live.state.disk;
             let candidates: Vec<Candidate> =
                 disk.iter().map(|d| Candidate { id: d.record.id, docs: d.record.docs, deleted: d.deleted }).collect();
-            let chosen = if all {
-                self.options.merge.choose_compaction(&candidates)
-            } else {
-                self.options.merge.choose(&candidates)
+            let chosen = match compaction {
+                Some(before) => self.options.merge.choose_compaction(&candidates, &|id| before.contains(&id)),
+                None => self.options.merge.choose(&candidates),
             };
             let Some(chosen) = chosen else { return Ok(false) };
             let sources: Vec<DiskSegment> = disk.iter().filter(|d| chosen.contains(&d.record.id)).cloned().collect();
@@ -1249,7 +1252,7 @@ fn merger(inner: &Inner) {
             continue;
         }
         loop {
-            match inner.merge_once(false, &|_, _, _| {}) {
+            match inner.merge_once(None, &|_, _, _| {}) {
                 Ok(true) => pause = Duration::from_millis(100),
                 Ok(false) => break,
                 Err(Error::Cancelled) => return,
