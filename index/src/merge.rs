@@ -68,29 +68,43 @@ impl MergePolicy {
             if members.len() < factor {
                 continue;
             }
-            members.sort_by_key(|s| (s.live(), s.id));
-            let mut chosen = Vec::new();
-            let mut total = 0;
-            for s in members.iter() {
-                if chosen.len() == factor || total + s.live() > self.max_docs {
-                    break;
-                }
-                total += s.live();
-                chosen.push(s.id);
-            }
+            let chosen = self.smallest_under_cap(members.iter(), factor);
             if chosen.len() >= 2 {
                 return Some(chosen);
             }
         }
-        segments
-            .iter()
-            .filter(|s| s.docs > 0 && f64::from(s.deleted) / f64::from(s.docs) > self.deletes_ratio)
-            .max_by(|a, b| {
-                let share = |s: &Candidate| f64::from(s.deleted) / f64::from(s.docs);
-                share(a).total_cmp(&share(b))
-            })
-            .map(|s| vec![s.id])
+        most_deleted(
+            segments.iter().filter(|s| s.docs > 0 && f64::from(s.deleted) / f64::from(s.docs) > self.deletes_ratio),
+        )
     }
+
+    /// The smallest of `segments` (by live documents, then number), at most `count` of them,
+    /// whose live documents add up to no more than `max_docs`.
+    fn smallest_under_cap<'a>(&self, segments: impl Iterator<Item = &'a Candidate>, count: usize) -> Vec<u64> {
+        let mut by_size: Vec<&Candidate> = segments.collect();
+        by_size.sort_by_key(|s| (s.live(), s.id));
+        let mut chosen = Vec::new();
+        let mut total = 0;
+        for s in by_size {
+            if chosen.len() == count || total + s.live() > self.max_docs {
+                break;
+            }
+            total += s.live();
+            chosen.push(s.id);
+        }
+        chosen
+    }
+}
+
+/// The segment with the largest deleted share among `segments` (ties: the lower number), as a
+/// rewrite of that segment alone.
+fn most_deleted<'a>(segments: impl Iterator<Item = &'a Candidate>) -> Option<Vec<u64>> {
+    segments
+        .max_by(|a, b| {
+            let share = |s: &Candidate| f64::from(s.deleted) / f64::from(s.docs);
+            share(a).total_cmp(&share(b)).then(b.id.cmp(&a.id))
+        })
+        .map(|s| vec![s.id])
 }
 
 impl MergePolicy {
@@ -109,28 +123,11 @@ impl MergePolicy {
         if !empty.is_empty() {
             return Some(empty);
         }
-        let mut by_size: Vec<&Candidate> = segments.iter().collect();
-        by_size.sort_by_key(|s| (s.live(), s.id));
-        let mut chosen = Vec::new();
-        let mut total = 0;
-        for s in by_size {
-            if total + s.live() > self.max_docs {
-                break;
-            }
-            total += s.live();
-            chosen.push(s.id);
-        }
+        let chosen = self.smallest_under_cap(segments.iter(), usize::MAX);
         if chosen.len() >= 2 {
             return Some(chosen);
         }
-        segments
-            .iter()
-            .filter(|s| s.deleted > 0 && rewritable(s.id))
-            .max_by(|a, b| {
-                let share = |s: &Candidate| f64::from(s.deleted) / f64::from(s.docs);
-                share(a).total_cmp(&share(b)).then(b.id.cmp(&a.id))
-            })
-            .map(|s| vec![s.id])
+        most_deleted(segments.iter().filter(|s| s.deleted > 0 && rewritable(s.id)))
     }
 }
 
