@@ -328,9 +328,10 @@ pub struct ExpandArgs {
     seed: u64,
     /// Blend only the first N documents of `--from` (default: all of them): to check the
     /// expansion, expand a prefix of a real collection to its full size and compare the two
-    /// with `barista-bench large`.
-    #[arg(long)]
-    base: Option<usize>,
+    /// with `barista-bench large`. A resumed run must be given the same `--base` and `--seed`
+    /// (not checked).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    base: Option<u64>,
 }
 
 /// Expands an index of real vectors: the first documents are the real ones; every other is a
@@ -343,7 +344,7 @@ pub fn expand(args: &ExpandArgs) -> Result<()> {
     let snap = source.snapshot();
     let config: IndexConfig = snap.config().clone();
     let cosine = config.profile.contains("\"cosine\"");
-    let real = args.base.map_or(snap.len() as usize, |b| b.min(snap.len() as usize));
+    let real = args.base.map_or(snap.len(), |b| b.min(snap.len())) as usize;
     if real == 0 || snap.segments().iter().any(|s| s.deleted > 0 || s.in_memory) {
         bail!("{} must hold committed documents without deletions (compact it first)", args.from.display());
     }

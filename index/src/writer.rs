@@ -492,10 +492,9 @@ impl IndexWriter {
     pub fn compact_with(&self, progress: Progress<'_>) -> Result<CommitInfo> {
         self.inner.check_usable()?;
         self.inner.flush_all()?;
-        // Each merge removes a segment or a segment's deletions: 2 × segments bounds the passes
-        // even while deletions keep arriving.
-        // Segments made by this compaction are not rewritten again for deletions that arrive
-        // meanwhile (the background merges take those).
+        // Each merge removes a segment or a segment's deletions, and segments this compaction made
+        // are not rewritten again for deletions arriving meanwhile (the background merges take
+        // those): 2 × segments bounds the passes.
         let before: HashSet<u64> = self.inner.lock_live().state.disk.iter().map(|d| d.record.id).collect();
         let passes = 2 * before.len();
         for _ in 0..passes {
