@@ -370,3 +370,41 @@ fn graph_rung_is_chosen_by_measurement() {
     };
     assert_eq!(graph_rungs(), serde_json::json!([[layer, dim]]));
 }
+
+/// `barista compact` on an index with one segment and no deletions says so and rewrites nothing
+/// (it used to print "compacted 1 segment(s) … into 1" as if it had).
+#[test]
+fn compact_on_a_compact_index_rewrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = graphed_index(dir.path());
+    let x = index.to_str().unwrap();
+    let segment_files = || {
+        let mut files = files_with_contents(&index);
+        files.retain(|(name, _)| name.starts_with("seg-"));
+        files
+    };
+    let before = segment_files();
+    assert!(!before.is_empty());
+    let out = barista(&["compact", "--index", x]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("nothing to compact: 1 segment(s) holding 40 documents"),
+        "{stderr}"
+    );
+    assert_eq!(segment_files(), before, "a compaction with nothing to do rewrote a segment");
+}
+
+/// `barista serve` on a port already in use fails naming the address and leaves every file of
+/// the index as it was (it used to open the writer first, which renames the write-ahead log).
+#[test]
+fn serve_on_a_port_in_use_leaves_the_index_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = graphed_index(dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let before = files_with_contents(&index);
+    let out = barista(&["serve", "--index", index.to_str().unwrap(), "--addr", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert_eq!(files_with_contents(&index), before, "a refused `serve` changed the index folder");
+}

@@ -49,9 +49,14 @@ pub struct LargeArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Take the exhaustive reference (its top 10s and latencies) from an earlier `--json` of the
+    /// same index and queries instead of scanning again: for a run under a memory limit, where
+    /// every exhaustive query would read the largest rung from disk.
+    #[arg(long)]
+    exact_from: Option<PathBuf>,
 }
 
-/// Memory of this process, from /proc/self/status (kB → MB).
+/// Memory of this process, from /proc/self/status and /proc/self/stat (kB → MB).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Memory {
     /// Resident set.
@@ -60,6 +65,10 @@ pub struct Memory {
     pub anon_mb: f64,
     /// Mapped file pages resident (index files, the model): the page cache's, shared.
     pub file_mb: f64,
+    /// Peak resident set so far (VmHWM).
+    pub peak_rss_mb: f64,
+    /// Page faults so far that had to read from disk.
+    pub major_faults: u64,
 }
 
 /// This process's memory now (zeros where /proc is unavailable).
@@ -73,7 +82,77 @@ pub fn memory() -> Memory {
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     };
-    Memory { rss_mb: field("VmRSS:"), anon_mb: field("RssAnon:"), file_mb: field("RssFile:") }
+    // /proc/self/stat: after the command name in parentheses, field 3 (state) onwards; majflt
+    // is field 12 (proc(5)).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let major_faults = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(12 - 3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Memory {
+        rss_mb: field("VmRSS:"),
+        anon_mb: field("RssAnon:"),
+        file_mb: field("RssFile:"),
+        peak_rss_mb: field("VmHWM:"),
+        major_faults,
+    }
+}
+
+/// The memory limit of this process's cgroup and the cgroup's peak usage so far (page cache
+/// included), in MB; `None` without a limit (or without cgroups).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CgroupMemory {
+    pub limit_mb: f64,
+    pub peak_mb: Option<f64>,
+}
+
+/// Reads [`CgroupMemory`] from /proc/self/cgroup and the cgroup file systems (v2 `memory.max` /
+/// `memory.peak`, v1 `memory.limit_in_bytes` / `memory.max_usage_in_bytes`).
+pub fn cgroup_memory() -> Option<CgroupMemory> {
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let read = |path: PathBuf| -> Option<f64> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let bytes: f64 = text.trim().parse().ok()?;
+        // v1 writes "no limit" as a page-rounded i64::MAX.
+        (bytes < 1e18).then_some(bytes / (1 << 20) as f64)
+    };
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            let dir = PathBuf::from("/sys/fs/cgroup/memory").join(path);
+            if let Some(limit_mb) = read(dir.join("memory.limit_in_bytes")) {
+                return Some(CgroupMemory { limit_mb, peak_mb: read(dir.join("memory.max_usage_in_bytes")) });
+            }
+        } else if controllers.is_empty() {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                let dir = PathBuf::from(root).join(path);
+                if let Some(limit_mb) = read(dir.join("memory.max")) {
+                    return Some(CgroupMemory { limit_mb, peak_mb: read(dir.join("memory.peak")) });
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The exhaustive reference of an earlier run (`--exact-from`).
+#[derive(serde::Deserialize)]
+struct ExactReference {
+    documents: u64,
+    queries: usize,
+    split: String,
+    exact_top10: Vec<Vec<String>>,
+    plans: Vec<ExactRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct ExactRow {
+    label: String,
+    search: Latency,
+    end_to_end: Latency,
 }
 
 #[derive(Serialize)]
@@ -202,9 +281,39 @@ pub fn large(args: &LargeArgs) -> Result<()> {
         measured.push((label.clone(), plan.clone(), tops, search, total, serial));
     }
     let serving = memory();
-    eprintln!("exact…");
+    let serving_cgroup = cgroup_memory();
     let exact_plan = StagePlan::profile("exact", &shape, 10)?;
-    let (exact_tops, exact_search, exact_total) = run_plan(&engine, &texts, &request(&exact_plan, false), 1)?;
+    let (exact_tops, exact_search, exact_total) = match &args.exact_from {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let reference: ExactReference = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not the --json of a `barista-bench large` run that saved its exact top 10s",
+                    path.display()
+                )
+            })?;
+            if (reference.documents, reference.queries, reference.split.as_str())
+                != (n, texts.len(), args.split.as_str())
+            {
+                bail!(
+                    "{} measured {} documents with {} {} queries; this run has {n} documents and {} {} queries",
+                    path.display(),
+                    reference.documents,
+                    reference.queries,
+                    reference.split,
+                    texts.len(),
+                    args.split
+                );
+            }
+            let row = reference.plans.iter().find(|r| r.label == "exact").context("it has no exact row")?;
+            eprintln!("exact: from {}", path.display());
+            (reference.exact_top10, row.search, row.end_to_end)
+        }
+        None => {
+            eprintln!("exact…");
+            run_plan(&engine, &texts, &request(&exact_plan, false), 1)?
+        }
+    };
     let after_exact = memory();
     let mut rows = vec![PlanRow {
         label: "exact".into(),
@@ -241,7 +350,7 @@ pub fn large(args: &LargeArgs) -> Result<()> {
     );
     println!(
         "Memory (MB; RSS = anonymous + mapped file pages): before the engine {:.0} ({:.0} + {:.0}); serving the plans \
-         below {:.0} ({:.0} + {:.0}); after the exhaustive scans {:.0} ({:.0} + {:.0}).\n",
+         below {:.0} ({:.0} + {:.0}); after the exhaustive scans {:.0} ({:.0} + {:.0}).",
         before.rss_mb,
         before.anon_mb,
         before.file_mb,
@@ -252,6 +361,22 @@ pub fn large(args: &LargeArgs) -> Result<()> {
         after_exact.anon_mb,
         after_exact.file_mb
     );
+    println!(
+        "Peak RSS while serving {:.0} MB; {} page faults read the disk while serving.",
+        serving.peak_rss_mb,
+        serving.major_faults - before.major_faults
+    );
+    if let Some(c) = serving_cgroup {
+        println!(
+            "Memory limit of the cgroup {:.0} MB; its peak usage while serving {} MB (page cache included).",
+            c.limit_mb,
+            c.peak_mb.map_or("–".into(), |p| format!("{p:.0}"))
+        );
+    }
+    if args.exact_from.is_some() {
+        println!("The exact row is the reference run's (--exact-from), not measured here.");
+    }
+    println!();
     println!(
         "| plan | top-10 overlap with exact | search p50 ms | search / exact | end-to-end p50 ms | without overlap |"
     );
@@ -283,7 +408,8 @@ pub fn large(args: &LargeArgs) -> Result<()> {
             "documents": n, "segments": snapshot.segment_count(), "bytes": bytes, "graph_bytes": graph_bytes,
             "queries": texts.len(), "split": args.split,
             "open": open, "open_with_graphs_ms": open_with_graphs,
-            "memory": {"before": before, "serving": serving, "after_exact": after_exact},
+            "memory": {"before": before, "serving": serving, "after_exact": after_exact, "cgroup": serving_cgroup},
+            "exact_from": args.exact_from, "exact_top10": exact_tops,
             "plans": rows, "rungs": rungs,
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Percentiles of a set of timings, in milliseconds.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
     /// Median.
     pub p50_ms: f64,

@@ -52,6 +52,11 @@ impl Segment {
         let store = DocStore::open(dir, &record.store, count)?;
         let ids = IdTable::open(dir, &record.ids, count)?;
         let graph_source = GraphSource::new(dir, record, config);
+        for (slot, &rung) in config.graph.rungs.iter().enumerate() {
+            if graph_source.records[slot].is_some() {
+                vectors.advise_random(rung);
+            }
+        }
         Ok(Segment {
             id: record.id,
             docs: record.docs,

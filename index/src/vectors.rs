@@ -14,7 +14,7 @@
 
 use crate::config::{ElementType, StoredRung};
 use crate::error::{Error, Result};
-use crate::files::{FileRecord, HashingWriter, Reader, map};
+use crate::files::{FileRecord, HashingWriter, Reader, advise_random, map};
 use half::f16;
 use memmap2::Mmap;
 use std::path::{Path, PathBuf};
@@ -251,6 +251,14 @@ impl VectorFile {
             }
         };
         RungBlock { data, dim, count: self.count }
+    }
+
+    /// Advises the kernel that block `i` is read at random (it has a graph: walks and reranks
+    /// touch scattered rows); see [`advise_random`]. An exhaustive scan of it then reads page by
+    /// page when the pages are not cached.
+    pub fn advise_random(&self, i: usize) {
+        let (offset, _, _, bytes) = self.blocks[i];
+        advise_random(&self.map, offset, bytes);
     }
 
     /// Number of blocks.

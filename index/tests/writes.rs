@@ -736,3 +736,47 @@ fn graph_rungs_change_on_an_existing_index() {
     let walked = s.graph_search_on(1, &q[1], 5, 40).unwrap();
     assert_eq!(s.doc(walked[0].address).unwrap().id, "d42");
 }
+
+/// The `VmFlags` of this process's mappings of files under `dir`: (file name, flags) per mapping.
+#[cfg(target_os = "linux")]
+fn mapping_flags(dir: &std::path::Path) -> Vec<(String, String)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let mut found = Vec::new();
+    let mut current: Option<String> = None;
+    for line in smaps.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if let Some(name) = current.take() {
+                found.push((name, flags.trim().to_string()));
+            }
+        } else if line.split_whitespace().next().is_some_and(|a| a.contains('-') && !a.ends_with(':')) {
+            let path = line.split_whitespace().nth(5).map(std::path::PathBuf::from);
+            current = path.filter(|p| p.starts_with(&dir)).map(|p| p.file_name().unwrap().to_string_lossy().into());
+        }
+    }
+    found
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn graph_files_and_walked_blocks_are_advised_random_the_rest_is_not() {
+    // Rung (2,16) has the graph: its block and the graph file are read at random (madvise
+    // MADV_RANDOM shows as `rr` in VmFlags); the other blocks and files keep read-around.
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&[(1, 8), (2, 16), (3, 32)], &[], 1);
+    {
+        let index = create(dir.path(), config.clone());
+        bulk(&manual_writer(&index), docs(&config, "d", 0..3000, 0));
+    }
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.snapshot().segment_count(), 1);
+    let flags = mapping_flags(dir.path());
+    let random = |f: &str| f.split_whitespace().any(|x| x == "rr");
+    let graph: Vec<_> = flags.iter().filter(|(n, _)| n.ends_with(".graph")).collect();
+    assert_eq!(graph.len(), 1, "{flags:?}");
+    assert!(random(&graph[0].1), "{flags:?}");
+    let vec: Vec<_> = flags.iter().filter(|(n, _)| n.ends_with(".vec")).collect();
+    assert!(vec.iter().any(|(_, f)| random(f)), "the graph rung's block is advised: {flags:?}");
+    assert!(vec.iter().any(|(_, f)| !random(f)), "the other blocks are not: {flags:?}");
+    assert!(flags.iter().filter(|(n, _)| n.ends_with(".docs") || n.ends_with(".ids")).all(|(_, f)| !random(f)));
+}

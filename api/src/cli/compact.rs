@@ -36,6 +36,14 @@ pub fn run(args: Args) -> Result<()> {
     engine.compact(&|_, done, total| bar.set(done as u64, total as u64))?;
     bar.finish();
     let after = engine.stats();
+    if after.generation == before.generation {
+        eprintln!(
+            "nothing to compact: {} segment(s) holding {} documents, none deleted: no segment rewritten",
+            after.segments.len(),
+            after.documents
+        );
+        return Ok(());
+    }
     eprintln!(
         "compacted {} segment(s) holding {} documents ({} deleted) into {} segment(s) holding {} in {:.1} s",
         before.segments.len(),

@@ -145,6 +145,9 @@ pub fn run(args: Args) -> Result<()> {
         .keys
         .validate()
         .map_err(|e| anyhow::anyhow!("{e} (--read-key / --write-key, BARISTA_*_KEY, or the config file)"))?;
+    // The port first: a refused bind leaves the index untouched (opening the writer renames
+    // the write-ahead log).
+    let listener = crate::server::bind(options.addr)?;
     let engine = args.open.open_writer(args.writer.options()?)?;
     if let Some(cut) = engine.stats().writer.and_then(|w| w.recovery.cut) {
         eprintln!("barista: recovering the write-ahead log: {cut}");
@@ -155,7 +158,7 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
-    runtime.block_on(serve(engine, options, shutdown_signal()))
+    runtime.block_on(serve(engine, options, listener, shutdown_signal()))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -80,11 +80,23 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
     response
 }
 
-/// Serves `engine` until `shutdown` resolves, then finishes the requests in flight (and their
-/// writes) before returning.
+/// Binds `addr` (before the index is opened for writing, so that a port in use fails without
+/// touching the index).
+///
+/// # Errors
+/// The address cannot be listened on (in use, not local, no permission), with the address named.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves `engine` on `listener` (from [`bind`]) until `shutdown` resolves, then finishes the
+/// requests in flight (and their writes) before returning.
 pub async fn serve(
     engine: Engine,
     options: ServerOptions,
+    listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
@@ -98,9 +110,7 @@ pub async fn serve(
         limits: options.limits,
     });
     state.metrics.documents.set(state.engine.index().snapshot().len() as i64);
-    let listener = tokio::net::TcpListener::bind(options.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.addr))?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let local = listener.local_addr()?;
     eprintln!("barista: listening on http://{local}");
     axum::serve(listener, router(Arc::clone(&state))).with_graceful_shutdown(shutdown).await?;

@@ -20,7 +20,7 @@ pub mod build;
 pub mod layout;
 
 use crate::error::{Error, Result};
-use crate::files::{FileRecord, check_bytes, map};
+use crate::files::{FileRecord, advise_random, check_bytes, map};
 use crate::rung::Rung;
 use crate::scan::{Kernels, Scored, best_first, score_key};
 use crate::vectors::RungBlock;
@@ -63,6 +63,8 @@ impl SegmentGraph {
             return Err(Error::corrupt(&path, "its mapping is not aligned"));
         }
         let layout = Layout::parse(&map, &path, count, rung.dim as u32, rung.layer as u32)?;
+        // Verified (a sequential read, with read-around); from here on walks read rows at random.
+        advise_random(&map, 0, map.len());
         Ok(SegmentGraph { map, layout })
     }
 
