@@ -65,9 +65,9 @@ pub struct Memory {
     pub anon_mb: f64,
     /// Mapped file pages resident (index files, the model): the page cache's, shared.
     pub file_mb: f64,
-    /// Peak resident set so far (VmHWM).
+    /// Peak resident set of the process so far (VmHWM).
     pub peak_rss_mb: f64,
-    /// Page faults so far that had to read from disk.
+    /// Page faults since the process started that had to read from disk.
     pub major_faults: u64,
 }
 
@@ -144,6 +144,9 @@ struct ExactReference {
     documents: u64,
     queries: usize,
     split: String,
+    /// Absent in runs before it was recorded.
+    #[serde(default)]
+    query_ids: Option<Vec<String>>,
     exact_top10: Vec<Vec<String>>,
     plans: Vec<ExactRow>,
 }
@@ -221,8 +224,9 @@ fn overlap(a: &[Vec<String>], b: &[Vec<String>]) -> f64 {
 pub fn large(args: &LargeArgs) -> Result<()> {
     let data = DataSet::detect(&args.dataset)?;
     let (queries, _) = data.judged_queries(&args.split, &Reading::strict())?;
-    let texts: Vec<String> =
-        queries.iter().take(args.queries.map_or(usize::MAX, |n| n as usize)).map(|q| q.text.clone()).collect();
+    let chosen = &queries[..queries.len().min(args.queries.map_or(usize::MAX, |n| n as usize))];
+    let texts: Vec<String> = chosen.iter().map(|q| q.text.clone()).collect();
+    let query_ids: Vec<String> = chosen.iter().map(|q| q.id.clone()).collect();
     // Opening: the index alone (p50 of 5), then with its graphs mapped and verified.
     let mut opens = Vec::new();
     for _ in 0..5 {
@@ -305,6 +309,11 @@ pub fn large(args: &LargeArgs) -> Result<()> {
                     args.split
                 );
             }
+            if reference.query_ids.as_ref().is_some_and(|ids| ids != &query_ids)
+                || reference.exact_top10.len() != texts.len()
+            {
+                bail!("{} answered other queries than this run's", path.display());
+            }
             let row = reference.plans.iter().find(|r| r.label == "exact").context("it has no exact row")?;
             eprintln!("exact: from {}", path.display());
             (reference.exact_top10, row.search, row.end_to_end)
@@ -362,7 +371,8 @@ pub fn large(args: &LargeArgs) -> Result<()> {
         after_exact.file_mb
     );
     println!(
-        "Peak RSS while serving {:.0} MB; {} page faults read the disk while serving.",
+        "Peak RSS of the process {:.0} MB (VmHWM: opening and verifying the graphs included); {} page faults read \
+         the disk from opening the engine to the end of serving.",
         serving.peak_rss_mb,
         serving.major_faults - before.major_faults
     );
@@ -409,7 +419,7 @@ pub fn large(args: &LargeArgs) -> Result<()> {
             "queries": texts.len(), "split": args.split,
             "open": open, "open_with_graphs_ms": open_with_graphs,
             "memory": {"before": before, "serving": serving, "after_exact": after_exact, "cgroup": serving_cgroup},
-            "exact_from": args.exact_from, "exact_top10": exact_tops,
+            "exact_from": args.exact_from, "query_ids": query_ids, "exact_top10": exact_tops,
             "plans": rows, "rungs": rungs,
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
@@ -454,8 +464,8 @@ pub struct ExpandArgs {
     seed: u64,
     /// Blend only the first N documents of `--from` (default: all of them): to check the
     /// expansion, expand a prefix of a real collection to its full size and compare the two
-    /// with `barista-bench large`. A resumed run must be given the same `--base` and `--seed`
-    /// (not checked).
+    /// with `barista-bench large`. A resumed run must be given the same `--base`, `--seed` and
+    /// `--segment-docs` (recorded in the first document's metadata and checked).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     base: Option<u64>,
 }
@@ -499,8 +509,29 @@ pub fn expand(args: &ExpandArgs) -> Result<()> {
     } else {
         Index::create(&args.to, config.clone())?
     };
-    let writer = index.writer()?;
+    // The parameters that decide every vector, kept in the first document's metadata so that a
+    // resumed run cannot mix two expansions.
+    let recipe = serde_json::json!({"expansion": {
+        "real": real, "seed": args.seed, "segment_docs": args.segment_docs, "from_docs": snap.len(),
+    }});
     let mut done = index.snapshot().len() as usize;
+    if done > 0 {
+        let before = index.snapshot();
+        let first = before.lookup("syn-0")?.map(|a| before.doc(a)).transpose()?;
+        match first.and_then(|d| d.metadata.map(str::to_string)) {
+            Some(recorded) if serde_json::from_str::<serde_json::Value>(&recorded).ok().as_ref() == Some(&recipe) => {}
+            Some(recorded) => bail!(
+                "{} was expanded with {recorded}; this run asks for {recipe}: give the same --base, --seed and \
+                 --segment-docs (and the same --from) to resume it, or expand into a new folder",
+                args.to.display()
+            ),
+            None => eprintln!(
+                "{}: written before expansions recorded their parameters; resuming without checking them",
+                args.to.display()
+            ),
+        }
+    }
+    let writer = index.writer()?;
     if !done.is_multiple_of(args.segment_docs) && done != args.docs {
         bail!("{} holds {done} documents, not whole segments of {}", args.to.display(), args.segment_docs);
     }
@@ -532,7 +563,8 @@ pub fn expand(args: &ExpandArgs) -> Result<()> {
                     })
                     .collect()
             };
-            docs.push(NewDocument::new(&config, format!("syn-{j}"), None, None, vectors)?);
+            let metadata = (j == 0).then(|| recipe.to_string());
+            docs.push(NewDocument::new(&config, format!("syn-{j}"), None, metadata, vectors)?);
         }
         let graph = bar(0, "graph");
         writer.add_segment(&docs, &|_, d, t| {
@@ -546,4 +578,60 @@ pub fn expand(args: &ExpandArgs) -> Result<()> {
     progress.finish_and_clear();
     eprintln!("{} holds {} documents", args.to.display(), index.snapshot().len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use barista_index::{ElementType, GraphParams, Rung, StoredRung};
+    use std::path::Path;
+
+    /// An index of 20 "real" documents with two rungs, no graph.
+    fn real_index(dir: &Path) -> PathBuf {
+        let config = IndexConfig {
+            model: "test-model".into(),
+            profile: "{}".into(),
+            rungs: vec![
+                StoredRung { rung: Rung::new(1, 4), element: ElementType::F32 },
+                StoredRung { rung: Rung::new(2, 8), element: ElementType::F32 },
+            ],
+            graph: GraphParams { min_docs: 1_000_000, ..GraphParams::on(1) },
+        };
+        let path = dir.join("real");
+        let index = Index::create(&path, config.clone()).unwrap();
+        let docs: Vec<NewDocument> = (0..20)
+            .map(|i| {
+                let rung = |d: usize| (0..d).map(|k| ((i * d + k) as f32).sin()).collect::<Vec<f32>>();
+                NewDocument::new(&config, format!("r{i}"), None, None, vec![rung(4), rung(8)]).unwrap()
+            })
+            .collect();
+        index.writer().unwrap().add_segment(&docs, &|_, _, _| {}).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_resumed_expansion_must_be_given_the_same_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = real_index(dir.path());
+        let to = dir.path().join("expanded");
+        let args = |seed: u64, base: u64, docs: usize| ExpandArgs {
+            from: from.clone(),
+            to: to.clone(),
+            docs,
+            segment_docs: 30,
+            seed,
+            base: Some(base),
+        };
+        let documents = || Index::open(&to).unwrap().snapshot().len();
+        expand(&args(7, 10, 30)).unwrap();
+        assert_eq!(documents(), 30);
+        for (seed, base) in [(8, 10), (7, 12)] {
+            let err = expand(&args(seed, base, 60)).unwrap_err().to_string();
+            assert!(err.contains("give the same --base, --seed and --segment-docs"), "{err}");
+            assert_eq!(documents(), 30, "a refused resume wrote documents");
+        }
+        expand(&args(7, 10, 60)).unwrap();
+        assert_eq!(documents(), 60);
+    }
 }

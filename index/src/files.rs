@@ -161,8 +161,9 @@ pub fn map(dir: &Path, record: &FileRecord) -> Result<Mmap> {
     unsafe { Mmap::map(&file) }.map_err(|e| Error::read(dir.join(&record.name), e))
 }
 
-/// The environment variable that turns [`advise_random`] off (`normal`) for comparisons; any
-/// other value, or none, keeps it on (`random`).
+/// The environment variable that turns [`advise_random`] off (`normal`, for comparisons) or
+/// keeps it on (`random`, the default; case-insensitive; any other value is reported once and
+/// keeps it on). Read once per process.
 pub const MMAP_ADVICE_ENV: &str = "BARISTA_MMAP_ADVICE";
 
 /// Tells the kernel that `len` bytes of `map` from `offset` are read at random (graph walks and
@@ -174,7 +175,16 @@ pub const MMAP_ADVICE_ENV: &str = "BARISTA_MMAP_ADVICE";
 /// nothing changes but memory and speed.
 pub fn advise_random(map: &Mmap, offset: usize, len: usize) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !*ON.get_or_init(|| std::env::var(MMAP_ADVICE_ENV).map_or(true, |v| v != "normal")) {
+    let on = *ON.get_or_init(|| match std::env::var(MMAP_ADVICE_ENV) {
+        Err(_) => true,
+        Ok(v) if v.eq_ignore_ascii_case("random") => true,
+        Ok(v) if v.eq_ignore_ascii_case("normal") => false,
+        Ok(v) => {
+            eprintln!("barista: {MMAP_ADVICE_ENV}={v:?} is neither `random` nor `normal`; keeping `random`");
+            true
+        }
+    });
+    if !on {
         return;
     }
     #[cfg(unix)]

@@ -36,7 +36,8 @@ pub fn run(args: Args) -> Result<()> {
     engine.compact(&|_, done, total| bar.set(done as u64, total as u64))?;
     bar.finish();
     let after = engine.stats();
-    if after.generation == before.generation {
+    let ids = |stats: &barista_engine::IndexStats| stats.segments.iter().map(|s| s.id).collect::<Vec<_>>();
+    if ids(&after) == ids(&before) {
         eprintln!(
             "nothing to compact: {} segment(s) holding {} documents, none deleted: no segment rewritten",
             after.segments.len(),

@@ -36,7 +36,12 @@ POST /admin/compact, GET /health, /ready, /metrics, /openapi.json.
 
 Writes are acknowledged once they are synced in the index's write-ahead log (concurrent
 writes share one sync) and are searchable at once; a background thread flushes them into
-segments (--flush-docs, --flush-age) and another merges segments (--merge-factor).";
+segments (--flush-docs, --flush-age) and another merges segments (--merge-factor).
+
+The port is bound before the index opens (a port in use fails without touching the index);
+connections made while it opens (replaying the log) wait until it serves. Index files are
+memory-mapped; graphs and the blocks they walk are advised random access
+(BARISTA_MMAP_ADVICE=normal turns that off).";
 
 /// Arguments of `barista serve`.
 #[derive(clap::Args, Debug)]
