@@ -32,7 +32,8 @@ With any key configured, writes need the write key: with only a read key, the se
 no writes at all. With only a write key, reads are open.
 
 Routes: POST /search, POST /documents, GET|DELETE /documents/{id}, GET /stats,
-POST /admin/compact, GET /health, /ready, /metrics, /openapi.json.
+POST /admin/compact, GET /health, /ready, /metrics, /openapi.json; embeddings:
+POST /v1/embeddings, GET /v1/models (OpenAI), POST /embed (TEI).
 
 Writes are acknowledged once they are synced in the index's write-ahead log (concurrent
 writes share one sync) and are searchable at once; a background thread flushes them into
