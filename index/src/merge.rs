@@ -94,20 +94,7 @@ impl MergePolicy {
         }
         chosen
     }
-}
 
-/// The segment with the largest deleted share among `segments` (ties: the lower number), as a
-/// rewrite of that segment alone.
-fn most_deleted<'a>(segments: impl Iterator<Item = &'a Candidate>) -> Option<Vec<u64>> {
-    segments
-        .max_by(|a, b| {
-            let share = |s: &Candidate| f64::from(s.deleted) / f64::from(s.docs);
-            share(a).total_cmp(&share(b)).then(b.id.cmp(&a.id))
-        })
-        .map(|s| vec![s.id])
-}
-
-impl MergePolicy {
     /// The next merge of a full merge (compaction), or `None` when it is done: the segments
     /// without a live document (merged into nothing), else the smallest segments that fit
     /// together under `max_docs` live documents (at least two), else the segment with the
@@ -129,6 +116,17 @@ impl MergePolicy {
         }
         most_deleted(segments.iter().filter(|s| s.deleted > 0 && rewritable(s.id)))
     }
+}
+
+/// The segment with the largest deleted share among `segments` (ties: the lower number), as a
+/// rewrite of that segment alone.
+fn most_deleted<'a>(segments: impl Iterator<Item = &'a Candidate>) -> Option<Vec<u64>> {
+    segments
+        .max_by(|a, b| {
+            let share = |s: &Candidate| f64::from(s.deleted) / f64::from(s.docs);
+            share(a).total_cmp(&share(b)).then(b.id.cmp(&a.id))
+        })
+        .map(|s| vec![s.id])
 }
 
 #[cfg(test)]

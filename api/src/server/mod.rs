@@ -86,7 +86,9 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
 /// # Errors
 /// The address cannot be listened on (in use, not local, no permission), with the address named.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr}: {e} (pass another --addr, or stop what listens there)")
+    })?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
