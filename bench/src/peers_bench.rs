@@ -286,8 +286,13 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
         (Some(v), Some(b)) => format!("{:.2}", v / b),
         _ => "–".into(),
     };
+    let walk = if stored.element == barista_index::ElementType::I8 {
+        "walks the stored i8 rows"
+    } else {
+        "walks its i8 copy of the rows, rescores on the rows as stored"
+    };
     println!(
-        "| Barista graph (own build and search, rows as stored) | {} | 1.00 | {:.3} | {barista_build:.1} |",
+        "| Barista graph (own build and search; {walk}) | {} | 1.00 | {:.3} | {barista_build:.1} |",
         cell(barista_at),
         max_recall(&barista)
     );

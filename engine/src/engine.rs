@@ -487,8 +487,9 @@ impl Engine {
     }
 
     /// Sets the rungs that carry HNSW graphs (each must be a stored rung) and builds the graphs
-    /// segments now lack on them, reporting progress; graphs on rungs no longer named are
-    /// dropped. Returns the number of segments that got graphs. Searches go on meanwhile (a
+    /// segments now lack on them (and the i8 copy of their rows to graphs written without
+    /// one), reporting progress; graphs on rungs no longer named are dropped. Returns the
+    /// number of segments that got graphs or copies. Searches go on meanwhile (a
     /// segment without its graph is scanned). The plans' graph shortlist starts at the smallest
     /// graph rung (see [`crate::StagePlan::profile`]).
     ///
@@ -584,7 +585,7 @@ impl Engine {
             .enumerate()
             .map(|(r, &rung)| RungQuality {
                 rung,
-                row_bytes: rung.dim * stored[r].element.size(),
+                row_bytes: rung.dim,
                 kept: depths
                     .iter()
                     .enumerate()

@@ -135,8 +135,10 @@ impl SegmentView {
 /// Below this many rows per unit of `ef`, scanning a segment costs less than walking its graph:
 /// a walk scores about `ef × 30` rows scattered over the file (each a cache miss), a scan streams
 /// every row. Set from timings of the shared model's (3,96) i8 rung at a million passages (an
-/// earlier run, see BENCHMARKS.md, "Millions of documents"); both costs scale with the row's
-/// bytes, so the ratio carries over to other rungs.
+/// earlier run, see BENCHMARKS.md, "Millions of documents"), where walk and scan read the same
+/// i8 rows; both costs scale with the row's bytes, so the ratio carries over to other i8 rungs.
+/// On an f16 or f32 rung a walk reads the graph's i8 copy while a scan reads the stored rows
+/// (2 or 4 bytes per value), so there the threshold errs toward scanning by up to 2× or 4×.
 pub const SCAN_ROWS_PER_EF: usize = 64;
 
 /// Whether a segment of `rows` rows is cheaper to scan than to walk with `ef`.

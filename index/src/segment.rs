@@ -41,6 +41,8 @@ struct GraphSource {
     dir: PathBuf,
     /// Per configured graph rung: its file, if the segment has a graph there.
     records: Vec<Option<crate::files::FileRecord>>,
+    /// Per configured graph rung: its index among the stored rungs, and the rung.
+    stored: Vec<u32>,
     rungs: Vec<crate::rung::Rung>,
 }
 
@@ -124,19 +126,36 @@ impl Segment {
             return Ok(Some(graph));
         }
         let g = &self.graph_source;
+        let mut record = record.clone();
         if !g.dir.join(&record.name).exists() {
             if !g.dir.join(crate::manifest::MANIFEST).exists() {
                 return Err(Error::Incompatible { path: g.dir.clone(), message: "the index directory is gone".into() });
             }
-            if crate::manifest::Manifest::read(&g.dir).is_ok_and(|m| !m.segments.iter().any(|s| s.id == self.id)) {
-                return Err(Error::InvalidInput(format!(
-                    "segment {} was replaced by a later commit (its graph {} is gone) before this snapshot loaded it; \
-                     search a current snapshot (Index::reload, or open the index again)",
-                    self.id, record.name
-                )));
+            if let Ok(manifest) = crate::manifest::Manifest::read(&g.dir) {
+                let gone = |what: &str| {
+                    Error::InvalidInput(format!(
+                        "{what} by a later commit (its graph {} is gone) before this snapshot loaded it; \
+                         search a current snapshot (Index::reload, or open the index again)",
+                        record.name
+                    ))
+                };
+                let Some(now) = manifest.segments.iter().find(|s| s.id == self.id) else {
+                    return Err(gone(&format!("segment {} was replaced", self.id)));
+                };
+                // A later commit rewrote the graph of this same segment and rung (given the
+                // i8 copy of its rows): its links index the same immutable rows, so it serves.
+                match now.graphs.iter().find(|r| r.rung == g.stored[slot]) {
+                    Some(rewritten) => record = rewritten.file.clone(),
+                    None => {
+                        return Err(gone(&format!(
+                            "the graph of segment {} on {} was dropped",
+                            self.id, g.rungs[slot]
+                        )));
+                    }
+                }
             }
         }
-        let graph = SegmentGraph::open(&g.dir, record, self.docs, g.rungs[slot])?;
+        let graph = SegmentGraph::open(&g.dir, &record, self.docs, g.rungs[slot])?;
         Ok(Some(self.graphs[slot].get_or_init(|| graph)))
     }
 
@@ -202,6 +221,7 @@ impl GraphSource {
             .iter()
             .map(|&r| record.graphs.iter().find(|g| g.rung as usize == r).map(|g| g.file.clone()))
             .collect();
-        GraphSource { dir: dir.to_path_buf(), records, rungs: config.graph_rungs() }
+        let stored = config.graph.rungs.iter().map(|&r| r as u32).collect();
+        GraphSource { dir: dir.to_path_buf(), records, stored, rungs: config.graph_rungs() }
     }
 }

@@ -155,7 +155,13 @@ pub fn i8_scales(block: &[f32], dim: usize) -> Vec<f32> {
             *s = s.max(v.abs());
         }
     }
-    scales.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect()
+    scales.into_iter().map(i8_scale).collect()
+}
+
+/// The i8 scale of a dimension whose largest magnitude is `max_abs` (it maps to 127; an
+/// all-zero dimension gets 1).
+pub fn i8_scale(max_abs: f32) -> f32 {
+    if max_abs > 0.0 { max_abs / 127.0 } else { 1.0 }
 }
 
 /// One value in i8 with scale `s`.

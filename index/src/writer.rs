@@ -557,8 +557,10 @@ impl IndexWriter {
     }
 
     /// Builds now every graph that a segment should have and lacks (after
-    /// [`IndexWriter::set_graph_rungs`], or in an index upgraded from format 2), one segment
-    /// at a time, each committed as it is done; returns how many segments got graphs.
+    /// [`IndexWriter::set_graph_rungs`], or in an index upgraded from format 2), and gives
+    /// graphs on f16 / f32 rungs written without the i8 copy of their rows that copy (the links
+    /// kept), one segment at a time, each committed as it is done; returns how many segments
+    /// got graphs or copies.
     pub fn build_graphs(&self, progress: Progress<'_>) -> Result<usize> {
         self.inner.check_usable()?;
         let mut built = 0;
@@ -989,7 +991,8 @@ impl Inner {
 
     /// Builds the missing graphs of one segment that should have them (a segment upgraded from
     /// an older format, whose hnsw_rs graph this build does not read, or one whose graph rungs
-    /// changed); returns whether there was one. Searches scan such a segment meanwhile.
+    /// changed), or adds the i8 copy of the rows to graphs written without one; returns whether
+    /// there was one. Searches scan such a segment meanwhile (or walk the graph it had).
     fn graph_once(&self, progress: Progress<'_>) -> Result<bool> {
         let _merging = self.merging.lock().unwrap_or_else(|e| e.into_inner());
         let (record, config) = {
@@ -998,6 +1001,7 @@ impl Inner {
             let lacking = |d: &&DiskSegment| {
                 config.graph.wanted(d.record.docs as usize)
                     && config.graph.rungs.iter().any(|&r| !d.record.graphs.iter().any(|g| g.rung as usize == r))
+                    || d.record.graphs.iter().any(|g| lacks_rows(&config, g))
             };
             let Some(record) = live.state.disk.iter().find(lacking).map(|d| d.record.clone()) else {
                 return Ok(false);
@@ -1051,7 +1055,15 @@ impl Inner {
                 committed
             }
         };
-        self.lock_live().reserved.remove(&record.id);
+        {
+            let mut live = self.lock_live();
+            live.reserved.remove(&record.id);
+            if result.is_ok() {
+                // The files this replaced (graphs written again with their rows) were reserved
+                // with the segment during the commit's collection.
+                self.collect_garbage(&live);
+            }
+        }
         self.counters.merges_running.fetch_sub(1, Ordering::Relaxed);
         result.map(|()| true)
     }
@@ -1412,9 +1424,16 @@ fn write_segment<'a>(
     Ok(record)
 }
 
+/// Whether graph `g` lacks the i8 copy of its rows that its rung's storage calls for (written
+/// before graph files carried rows).
+fn lacks_rows(config: &IndexConfig, g: &GraphRecord) -> bool {
+    config.rungs.get(g.rung as usize).is_some_and(|r| graph::needs_rows(&g.file.name, r.element))
+}
+
 /// The graphs segment `record` should have and lacks (none below the graph's `min_docs`),
-/// built from its vector file as stored and written beside it; returns all its graphs. On
-/// failure the files it wrote are removed.
+/// built from its vector file as stored and written beside it, and the i8 copy of the rows for
+/// graphs written without one (built again when such a file does not open); returns all its
+/// graphs. On failure the files it wrote are removed.
 fn build_graphs(
     dir: &Path,
     record: &SegmentRecord,
@@ -1424,9 +1443,13 @@ fn build_graphs(
     cancel: &dyn Fn() -> bool,
 ) -> Result<Vec<GraphRecord>> {
     let mut graphs = record.graphs.clone();
-    let missing: Vec<usize> =
+    let mut missing: Vec<usize> =
         config.graph.rungs.iter().copied().filter(|&r| !graphs.iter().any(|g| g.rung as usize == r)).collect();
-    if !config.graph.wanted(record.docs as usize) || missing.is_empty() {
+    if !config.graph.wanted(record.docs as usize) {
+        missing.clear();
+    }
+    let bare: Vec<usize> = (0..graphs.len()).filter(|&i| lacks_rows(config, &graphs[i])).collect();
+    if missing.is_empty() && bare.is_empty() {
         return Ok(graphs);
     }
     let vectors = vectors::VectorFile::open(dir, &record.vectors, &config.rungs, record.docs as usize)?;
@@ -1438,9 +1461,33 @@ fn build_graphs(
     };
     let mut written: Vec<String> = Vec::new();
     let result = (|| {
-        for r in missing {
+        // Graphs written before graph files carried rows: the same links, with the i8 copy. A
+        // file that does not open (damaged, or gone) is not trusted: it is built again, the
+        // reason named in the progress step.
+        let mut unreadable: Vec<(usize, String)> = Vec::new();
+        for i in bare {
+            let r = graphs[i].rung as usize;
             let rung = config.rungs[r].rung;
-            let step = format!("graph {rung}");
+            let old = match graph::SegmentGraph::open(dir, &graphs[i].file, record.docs, rung) {
+                Ok(old) => old,
+                Err(e) => {
+                    unreadable
+                        .push((r, format!("graph {rung} built again, as {} did not open: {e}", graphs[i].file.name)));
+                    continue;
+                }
+            };
+            progress(&format!("graph {rung}: i8 rows"), 0, 1);
+            let mut data = old.data();
+            data.rows = graph::layout::WalkRows::of(&vectors.block(r));
+            let name = graph::file_name(&basename(record.id), rung, data.rows.is_some());
+            written.push(name.clone());
+            graphs[i].file = data.write(dir, &name)?;
+            progress(&format!("graph {rung}: i8 rows"), 1, 1);
+        }
+        graphs.retain(|g| !unreadable.iter().any(|(r, _)| g.rung as usize == *r));
+        let steps = missing.into_iter().map(|r| (r, format!("graph {}", config.rungs[r].rung)));
+        for (r, step) in steps.chain(unreadable) {
+            let rung = config.rungs[r].rung;
             let data = graph::build::build(
                 vectors.block(r),
                 kernels,
@@ -1449,7 +1496,7 @@ fn build_graphs(
                 &|done, total| progress(&step, done, total),
                 cancel,
             )?;
-            let name = graph::file_name(&basename(record.id), rung);
+            let name = graph::file_name(&basename(record.id), rung, data.rows.is_some());
             written.push(name.clone());
             let file = data.write(dir, &name)?;
             graphs.push(GraphRecord { rung: r as u32, file });

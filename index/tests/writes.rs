@@ -4,8 +4,10 @@
 
 mod common;
 
+use barista_index::manifest::SegmentRecord;
 use barista_index::{Error, Index, IndexConfig, MergePolicy, NewDocument, Op, WriterOptions};
 use common::{bulk, config, create, delete, doc, docs, live_ids, manual_writer, upsert, vectors};
+use std::path::Path;
 
 fn cfg() -> IndexConfig {
     config(&[(1, 8), (2, 16), (3, 32)], &[1], 0)
@@ -693,15 +695,7 @@ fn graph_rungs_change_on_an_existing_index() {
     let index = create(dir.path(), c.clone());
     let w = manual_writer(&index);
     bulk(&w, docs(&c, "d", 0..300, 0));
-    let graph_files = || -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".graph"))
-            .collect();
-        names.sort();
-        names
-    };
+    let graph_files = || graph_files(dir.path());
     assert_eq!(graph_files().len(), 1);
     let generation = index.snapshot().manifest().generation;
     let refused = w.set_graph_rungs(&[0, 7]).unwrap_err();
@@ -737,6 +731,109 @@ fn graph_rungs_change_on_an_existing_index() {
     assert_eq!(s.doc(walked[0].address).unwrap().id, "d42");
 }
 
+/// Graph files in `dir`, sorted.
+fn graph_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".graph"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// An index of 300 documents in `dir` whose one graph is written as a build before graph
+/// files carried rows wrote it (no rows, the old name); returns the segment as first committed
+/// and the links its graph holds (with rows).
+fn index_with_a_bare_graph(dir: &Path, c: &IndexConfig) -> (SegmentRecord, barista_index::graph::layout::GraphData) {
+    {
+        let index = create(dir, c.clone());
+        bulk(&manual_writer(&index), docs(c, "d", 0..300, 0));
+    }
+    let rung = c.rungs[c.graph.rungs[0]].rung;
+    let mut manifest = barista_index::manifest::Manifest::read(dir).unwrap();
+    let segment = manifest.segments[0].clone();
+    assert_eq!(graph_files(dir), vec![format!("seg-{:06}.{}-{}.i8.graph", segment.id, rung.layer, rung.dim)]);
+    let built = barista_index::graph::SegmentGraph::open(dir, &segment.graphs[0].file, segment.docs, rung).unwrap();
+    let links = built.data();
+    assert!(links.rows.is_some());
+    let old_name = barista_index::graph::file_name(&barista_index::segment::basename(segment.id), rung, false);
+    let old = barista_index::graph::layout::GraphData { rows: None, ..links.clone() };
+    manifest.segments[0].graphs[0].file = old.write(dir, &old_name).unwrap();
+    manifest.generation += 1;
+    manifest.commit(dir).unwrap();
+    std::fs::remove_file(dir.join(&segment.graphs[0].file.name)).unwrap();
+    (segment, links)
+}
+
+/// A graph written before graph files carried the i8 copy of their rows (on an f32 rung: the
+/// walk scores the stored rows) is searched as it is, and the writer adds the copy without
+/// building the graph again: same links, new file (`….i8.graph`), the old one removed, the
+/// same documents found, and the index verifies on reopen.
+#[test]
+fn a_graph_without_its_rows_gets_them_and_keeps_its_links() {
+    let c = cfg();
+    let dir = tempfile::tempdir().unwrap();
+    let (segment, links) = index_with_a_bare_graph(dir.path(), &c);
+    let rung = c.rungs[c.graph.rungs[0]].rung;
+    let index = Index::open(dir.path()).unwrap();
+    let lazy =
+        Index::open_with(dir.path(), barista_index::OpenOptions { lazy_graphs: true, ..Default::default() }).unwrap();
+    let stale = lazy.snapshot();
+    let q = vectors(&c, "d42", 0);
+    let s = index.snapshot();
+    let walked = s.graph_search(&q[0], 5, 40).unwrap();
+    assert_eq!(s.doc(walked[0].address).unwrap().id, "d42", "the old graph walks the stored rows");
+    drop(s);
+    let w = manual_writer(&index);
+    assert_eq!(w.build_graphs(&|_, _, _| {}).unwrap(), 1, "the rows are added");
+    assert_eq!(w.build_graphs(&|_, _, _| {}).unwrap(), 0, "nothing left to do");
+    assert_eq!(graph_files(dir.path()), vec![format!("seg-{:06}.{}-{}.i8.graph", segment.id, rung.layer, rung.dim)]);
+    // A lazy snapshot taken before the upgrade loads the rewritten file of the same segment.
+    let late = stale.graph_search(&q[0], 5, 40).unwrap();
+    assert_eq!(stale.doc(late[0].address).unwrap().id, "d42");
+    drop((stale, lazy));
+    let s = index.snapshot();
+    let again = s.graph_search(&q[0], 5, 40).unwrap();
+    assert_eq!(s.doc(again[0].address).unwrap().id, "d42");
+    let record = &s.manifest().segments[0].graphs[0].file;
+    let upgraded = barista_index::graph::SegmentGraph::open(dir.path(), record, segment.docs, rung).unwrap();
+    assert!(upgraded.data() == links, "the same links, with the rows a fresh build writes");
+    drop((w, s, index));
+    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+}
+
+/// A graph file without rows that does not open (here damaged) is not upgraded but built again
+/// from the stored rows, the reason named in the progress step.
+#[test]
+fn a_damaged_graph_without_rows_is_built_again() {
+    let c = cfg();
+    let dir = tempfile::tempdir().unwrap();
+    let (segment, _) = index_with_a_bare_graph(dir.path(), &c);
+    let manifest = barista_index::manifest::Manifest::read(dir.path()).unwrap();
+    let bare = dir.path().join(&manifest.segments[0].graphs[0].file.name);
+    let mut bytes = std::fs::read(&bare).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&bare, bytes).unwrap();
+    let index =
+        Index::open_with(dir.path(), barista_index::OpenOptions { lazy_graphs: true, ..Default::default() }).unwrap();
+    let w = manual_writer(&index);
+    let steps = std::sync::Mutex::new(Vec::<String>::new());
+    let built = w.build_graphs(&|step, _, _| steps.lock().unwrap().push(step.to_string())).unwrap();
+    assert_eq!(built, 1);
+    let steps = steps.into_inner().unwrap();
+    assert!(steps.iter().any(|s| s.contains("built again") && s.contains("did not open")), "{steps:?}");
+    let rung = c.rungs[c.graph.rungs[0]].rung;
+    assert_eq!(graph_files(dir.path()), vec![format!("seg-{:06}.{}-{}.i8.graph", segment.id, rung.layer, rung.dim)]);
+    let q = vectors(&c, "d42", 0);
+    let s = index.snapshot();
+    let hits = s.graph_search(&q[0], 5, 40).unwrap();
+    assert_eq!(s.doc(hits[0].address).unwrap().id, "d42");
+    drop((w, s, index));
+    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+}
+
 /// One mapping of a file under a test's directory, from /proc/self/smaps.
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
@@ -750,7 +847,7 @@ struct Mapping {
 
 /// This process's mappings of files under `dir`.
 #[cfg(target_os = "linux")]
-fn mappings(dir: &std::path::Path) -> Vec<Mapping> {
+fn mappings(dir: &Path) -> Vec<Mapping> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
     let dir = std::fs::canonicalize(dir).unwrap();
     let mut found = Vec::new();

@@ -17,7 +17,9 @@ Examples:
 
 Sets the rungs that carry HNSW graphs to exactly those given: graphs on other rungs are
 dropped, and every segment large enough for a graph gets one on each rung named that it lacks,
-built from the vectors already stored (nothing is encoded again). Searches go on meanwhile;
+built from the vectors already stored (nothing is encoded again). A graph written by an
+earlier Barista without the i8 copy of its rows that the walk scores gets one, its links kept
+(counted as built). Searches go on meanwhile;
 a segment without its graph is scanned. The profiles shortlist through the smallest graph rung
 (`barista info` shows them). Like compact, it takes the index's writer: stop a server writing
 the same index first.
@@ -27,8 +29,9 @@ file with one query per line), how much of the final top 10 (the exhaustive sear
 largest rung) each rung's own exhaustive top N holds. A smaller rung qualifies when its top N
 (N = --shortlist, the walk's candidates) keeps --target of it; the largest rung always does,
 with a walk of 100 candidates for the top 10 itself. The graph goes on the qualifying rung
-whose walk reads the fewest bytes (candidates × bytes per row; rescoring the shortlist at the
-larger rungs comes on top for a smaller rung, so the estimate favours it). Set --shortlist to
+whose walk reads the fewest bytes (candidates × dimensions, one byte each in the i8 copy it
+walks; rescoring the shortlist at the larger rungs comes on top for a smaller rung, so the
+estimate favours it). Set --shortlist to
 what your profile walks (`balanced` 1,000, `fast` 300): it models the choice only. Measuring
 costs one exhaustive scan of every rung per query (about 0.07 s per query at a million
 documents).";

@@ -43,7 +43,8 @@ enum Command {
     /// deleted documents.
     #[command(after_help = compact::EXAMPLES)]
     Compact(compact::Args),
-    /// Choose the rungs that carry HNSW graphs, and build the graphs segments lack.
+    /// Choose the rungs that carry HNSW graphs, and build the graphs segments lack (or add the
+    /// i8 copy of the rows to graphs written without one).
     #[command(after_help = graphs::EXAMPLES)]
     Graphs(graphs::Args),
     /// Serve an index over HTTP (REST API).

@@ -26,7 +26,8 @@ pub const DEPTHS: &[usize] = &[100, 300, 1000, 3000];
 pub struct RungQuality {
     /// The rung.
     pub rung: Rung,
-    /// Bytes of one stored row of this rung (dimensions × element size).
+    /// Bytes a graph walk reads per row of this rung: its dimensions, as walks score i8 rows
+    /// (the stored ones, or the copy a graph on an f16 or f32 rung carries).
     pub row_bytes: usize,
     /// `(N, share)`: the share (0–1) of the final top 10 found in this rung's exhaustive top
     /// `N`, over all sample queries' 10 × queries final hits.
@@ -80,15 +81,16 @@ mod tests {
 
     #[test]
     fn the_cheapest_qualifying_rung_is_chosen() {
-        // The shared model at a million passages (BENCHMARKS.md, "Millions of documents"): small
-        // rungs in i8, the largest in f16.
-        let shared = [row(3, 96, 1, 0.812), row(4, 128, 1, 0.883), row(5, 256, 1, 0.954), row(6, 384, 2, 1.0)];
-        // (5,256) qualifies, but 1,000 × 256 bytes is more than 100 × 768: the largest rung.
+        // The shared model at a million passages (BENCHMARKS.md, "Millions of documents"); every
+        // walk reads one byte per dimension (the largest rung, stored in f16, through the
+        // graph's i8 copy).
+        let shared = [row(3, 96, 1, 0.812), row(4, 128, 1, 0.883), row(5, 256, 1, 0.954), row(6, 384, 1, 1.0)];
+        // (5,256) qualifies, but 1,000 × 256 bytes is more than 100 × 384: the largest rung.
         assert_eq!(choose_graph_rung(&shared, 1000, 0.95), Some(Rung::new(6, 384)));
         // Were (3,96)'s top 1,000 good enough, 1,000 × 96 bytes would still cost more.
         assert_eq!(choose_graph_rung(&shared, 1000, 0.80), Some(Rung::new(6, 384)));
         // A strong small rung wins: 1,000 × 32 bytes.
-        let strong = [row(1, 32, 1, 0.96), row(3, 96, 1, 0.99), row(6, 384, 2, 1.0)];
+        let strong = [row(1, 32, 1, 0.96), row(3, 96, 1, 0.99), row(6, 384, 1, 1.0)];
         assert_eq!(choose_graph_rung(&strong, 1000, 0.95), Some(Rung::new(1, 32)));
         // Equal costs: the smaller rung (its vector is ready sooner).
         let tie = [row(2, 64, 1, 1.0), row(4, 128, 1, 1.0), row(6, 640, 1, 1.0)];

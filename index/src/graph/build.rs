@@ -28,7 +28,7 @@
 //!   row with room for one (or from the most similar reachable row, replacing its weakest
 //!   link), until all are reachable.
 
-use super::layout::{GraphData, HAS_COPIES, IS_COPY, LEN_MASK, MAX_LEVELS};
+use super::layout::{GraphData, HAS_COPIES, IS_COPY, LEN_MASK, MAX_LEVELS, WalkRows};
 use super::{Best, Worst};
 use crate::error::{Error, Result};
 use crate::scan::{Kernels, Prepared};
@@ -463,7 +463,7 @@ pub fn build(
     };
     let mut graph = Graph { level0: Rows::new(count, 2 * m), upper: Vec::new(), entry: 0, top: 0, m };
     let Some(&first) = reps.first() else {
-        return Ok(finish(graph, layer, count, dim, max_norm, &rep_of, 0));
+        return Ok(finish(graph, layer, count, dim, max_norm, &rep_of, 0, WalkRows::of(&space.block)));
     };
     let add_levels = |graph: &mut Graph, level: usize| {
         while graph.upper.len() < level {
@@ -552,7 +552,7 @@ pub fn build(
     }
     let nodes: Vec<u32> = reps.into_iter().filter(|&d| rep_of[d as usize] == d).collect();
     repair(&space, &mut graph, &nodes, ef, &mut scratch[0]);
-    Ok(finish(graph, layer, count, dim, max_norm, &rep_of, nodes.len()))
+    Ok(finish(graph, layer, count, dim, max_norm, &rep_of, nodes.len(), WalkRows::of(&space.block)))
 }
 
 /// Applies reverse links `(level, target, source)` (sorted): upper levels on this thread,
@@ -682,7 +682,8 @@ fn repair(space: &Space<'_>, graph: &mut Graph, reps: &[u32], ef: usize, s: &mut
 }
 
 /// The file's content: level 0 for every row (copies flagged, without links), upper levels by
-/// ascending document number, the duplicate groups.
+/// ascending document number, the duplicate groups, the i8 copy of the rows when the block is
+/// stored wider.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     graph: Graph,
@@ -692,6 +693,7 @@ fn finish(
     max_norm: f32,
     rep_of: &[u32],
     nodes: usize,
+    rows: Option<WalkRows>,
 ) -> GraphData {
     let m = graph.m;
     let mut level0 = graph.level0.words;
@@ -753,6 +755,7 @@ fn finish(
         reps,
         offsets,
         copies,
+        rows,
     }
 }
 
@@ -930,6 +933,53 @@ mod tests {
         let mut sorted = top.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, vec![0, 301, 302], "{top:?}");
+    }
+
+    /// A graph on f32 (or f16) rows carries their i8 copy and walks it; what it returns is
+    /// rescored on the stored rows (bit for bit the scan's scores), and it finds as much of the
+    /// exact top 10 as a walk of the stored rows does. A graph on i8 rows carries no copy.
+    #[test]
+    fn a_graph_on_wider_rows_walks_its_i8_copy_and_returns_stored_scores() {
+        let (dim, n) = (32, 3000);
+        let v = unit_vectors(n, dim, 21);
+        let data = build(block(&v, dim), Kernels::default(), 2, &params(2), &|_, _| {}, &|| false).unwrap();
+        let rows = data.rows.as_ref().expect("an f32 block's graph carries its i8 copy");
+        assert_eq!((rows.scales.len(), rows.data.len()), (dim, n * dim));
+        let bare = GraphData { rows: None, ..data.clone() };
+        let dir = tempfile::tempdir().unwrap();
+        let g = open(&data, dir.path());
+        let stored = {
+            let record = bare.write(dir.path(), "bare.graph").unwrap();
+            SegmentGraph::open(dir.path(), &record, bare.count, crate::rung::Rung::new(2, dim)).unwrap()
+        };
+        assert!(g.rows().is_some() && stored.rows().is_none());
+        let kernels = Kernels::default();
+        let queries = unit_vectors(100, dim, 22);
+        let (mut with_copy, mut without) = (0, 0);
+        for q in queries.chunks_exact(dim) {
+            let exact: Vec<u32> = kernels.top_k(&block(&v, dim), q, 10, |_| false).iter().map(|s| s.doc).collect();
+            let found = search(&g, &v, dim, q, 10, 100);
+            assert_eq!(found.len(), 10);
+            for s in &found {
+                assert_eq!(s.score.to_bits(), kernels.score(&block(&v, dim), q, s.doc).to_bits(), "rescored on f32");
+            }
+            assert!(found.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+            with_copy += found.iter().filter(|s| exact.contains(&s.doc)).count();
+            without += search(&stored, &v, dim, q, 10, 100).iter().filter(|s| exact.contains(&s.doc)).count();
+        }
+        eprintln!("recall@10 at ef 100: i8 walk {with_copy} of 1,000, f32 walk {without}");
+        assert!(with_copy + 10 >= without, "the i8 walk found {with_copy} of 1,000, the f32 walk {without}");
+        assert!(with_copy >= 900, "recall@10 {}", with_copy as f64 / 1000.0);
+
+        let scales = crate::vectors::i8_scales(&v, dim);
+        let bytes: Vec<i8> = v
+            .chunks_exact(dim)
+            .flat_map(|r| r.iter().zip(&scales).map(|(&x, &s)| crate::vectors::quantize(x, s)))
+            .collect();
+        let i8_block = RungBlock { data: BlockData::I8 { data: &bytes, scales: &scales }, dim, count: n };
+        let data = build(i8_block, Kernels::default(), 2, &params(2), &|_, _| {}, &|| false).unwrap();
+        assert!(data.rows.is_none(), "an i8 block is walked as stored");
+        assert_eq!(WalkRows::of(&block(&v, dim)).unwrap().data, bytes, "the copy is the i8 storage of the rows");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! header (4,096 bytes, little-endian):
-//!   "BRSTGRF1", version u32 (1), 0 u32,
+//!   "BRSTGRF1", version u32 (2 with rows; a file without is written as 1, as earlier builds
+//!   wrote and read it), flags u32 (version 2: bit 0, the file carries rows; other bits are
+//!   refused),
 //!   count u32 (rows of the segment), dim u32, layer u32 (the rung's), m u32, m0 u32,
 //!   levels u32 (≥ 1), entry u32, max_norm f32 (bits), nodes u32 (rows in the graph),
 //!   groups u32, copies u32, sections u32,
@@ -11,9 +13,18 @@
 //! section 0: level 0, count rows of 1 + m0 u32: [links | flags << 16, link…]
 //! sections 1 + 2(l − 1), 2 + 2(l − 1), for each level l ≥ 1: its rows' document numbers
 //!   (ascending u32), then its rows of 1 + m u32
-//! the last three: duplicate groups — representatives (ascending u32), offsets (groups + 1
+//! then three: duplicate groups — representatives (ascending u32), offsets (groups + 1
 //!   u32), copies (u32)
+//! with flag bit 0 only, two more: the rows the walk scores, an i8 copy of the rung —
+//!   per-dimension scales (dim f32), then count × dim i8 values (`value ≈ scale · byte`)
 //! ```
+//!
+//! A graph on a rung stored in f16 or f32 carries the i8 copy (its name ends `.i8.graph`, see
+//! [`super::file_name`]): a walk reads half (f32: a quarter) of the stored bytes per row,
+//! so a server's working set is the graph and the copy, and only the few rows the walk returns
+//! are read from the vector file to be rescored (scalar quantisation with rescoring, as
+//! Qdrant's quantised vectors kept in memory with the originals on disk). A graph on an i8 rung
+//! walks the stored rows and carries none.
 //!
 //! Every section starts on a 64-byte boundary. A row's first word holds its number of links
 //! (low 16 bits) and flags (bit 16: the row represents a group of exact copies and
@@ -24,10 +35,13 @@
 
 use crate::error::{Error, Result};
 use crate::files::{FileRecord, HashingWriter, Reader};
+use crate::vectors::{BlockData, RungBlock, i8_scale, quantize};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"BRSTGRF1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Header flag: the file carries the rows its walks score.
+const HAS_ROWS: u32 = 1;
 /// Size of the header.
 const HEADER: usize = 4096;
 /// Alignment of every section.
@@ -70,23 +84,71 @@ pub struct GraphData {
     pub offsets: Vec<u32>,
     /// The copies of each group.
     pub copies: Vec<u32>,
+    /// The i8 copy of the rung's rows that walks score (graphs on f16 and f32 rungs).
+    pub rows: Option<WalkRows>,
 }
 
-fn words(v: &[u32]) -> &[u8] {
-    // SAFETY: u32 has no padding and any byte view of it is valid; u8 has alignment 1.
+/// An i8 copy of a rung block's `count × dim` rows: `value[i][j] ≈ scales[j] · data[i·dim + j]`,
+/// the largest magnitude of each dimension mapped to 127 (the i8 storage of
+/// [`crate::vectors`], whose nDCG@10 and top 10 BENCHMARKS.md compares with f16 and f32).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WalkRows {
+    /// One scale per dimension.
+    pub scales: Vec<f32>,
+    /// The values, row after row.
+    pub data: Vec<i8>,
+}
+
+impl WalkRows {
+    /// The i8 copy of `block`; `None` for a block already stored in i8 (walks read it as is).
+    pub fn of(block: &RungBlock<'_>) -> Option<WalkRows> {
+        let dim = block.dim;
+        let row = |i: usize, out: &mut [f32]| match block.data {
+            BlockData::F32(d) => out.copy_from_slice(&d[i * dim..(i + 1) * dim]),
+            BlockData::F16(d) => out.iter_mut().zip(&d[i * dim..(i + 1) * dim]).for_each(|(o, v)| *o = v.to_f32()),
+            BlockData::I8 { .. } => {}
+        };
+        if matches!(block.data, BlockData::I8 { .. }) {
+            return None;
+        }
+        let mut values = vec![0f32; dim];
+        let mut max = vec![0f32; dim];
+        for i in 0..block.count {
+            row(i, &mut values);
+            max.iter_mut().zip(&values).for_each(|(m, v)| *m = m.max(v.abs()));
+        }
+        let scales: Vec<f32> = max.into_iter().map(i8_scale).collect();
+        let mut data = vec![0i8; block.count * dim];
+        for (i, out) in data.chunks_exact_mut(dim.max(1)).enumerate() {
+            row(i, &mut values);
+            for ((o, &v), &s) in out.iter_mut().zip(&values).zip(&scales) {
+                *o = quantize(v, s);
+            }
+        }
+        Some(WalkRows { scales, data })
+    }
+}
+
+fn bytes_of<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: called for u32, f32 and i8, which have no padding and any byte view of which is
+    // valid; u8 has alignment 1.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), size_of_val(v)) }
 }
 
 impl GraphData {
-    fn sections(&self) -> Vec<&[u32]> {
-        let mut s: Vec<&[u32]> = vec![&self.level0];
+    fn sections(&self) -> Vec<&[u8]> {
+        let mut s: Vec<&[u8]> = vec![bytes_of(&self.level0)];
         for (ids, rows) in &self.upper {
-            s.push(ids);
-            s.push(rows);
+            s.push(bytes_of(ids));
+            s.push(bytes_of(rows));
         }
-        s.push(&self.reps);
-        s.push(&self.offsets);
-        s.push(&self.copies);
+        s.push(bytes_of(&self.reps));
+        s.push(bytes_of(&self.offsets));
+        s.push(bytes_of(&self.copies));
+        if let Some(rows) = &self.rows {
+            s.push(bytes_of(&rows.scales));
+            s.push(bytes_of(&rows.data));
+        }
         s
     }
 
@@ -95,7 +157,9 @@ impl GraphData {
         let sections = self.sections();
         let mut header = Vec::with_capacity(HEADER);
         header.extend_from_slice(MAGIC);
-        for v in [VERSION, 0, self.count, self.dim, self.layer, self.m, self.m0] {
+        // A file without rows is written as version 1, which builds before rows existed read.
+        let (version, flags) = if self.rows.is_some() { (VERSION, HAS_ROWS) } else { (1, 0) };
+        for v in [version, flags, self.count, self.dim, self.layer, self.m, self.m0] {
             header.extend_from_slice(&v.to_le_bytes());
         }
         let levels = 1 + self.upper.len() as u32;
@@ -108,7 +172,7 @@ impl GraphData {
         }
         let mut offset = HEADER as u64;
         for s in &sections {
-            let bytes = size_of_val(*s) as u64;
+            let bytes = s.len() as u64;
             header.extend_from_slice(&offset.to_le_bytes());
             header.extend_from_slice(&bytes.to_le_bytes());
             offset = (offset + bytes).next_multiple_of(ALIGN);
@@ -122,7 +186,7 @@ impl GraphData {
         let mut w = HashingWriter::create(dir, name)?;
         w.write(&header)?;
         for s in &sections {
-            w.write(words(s))?;
+            w.write(s)?;
             w.pad_to(ALIGN)?;
         }
         w.finish()
@@ -158,6 +222,9 @@ pub struct Layout {
     pub offsets: (usize, usize),
     /// Duplicate groups' copies (byte offset, length).
     pub copies: (usize, usize),
+    /// The rows walks score, if the file carries them: scales and values (byte offset, length
+    /// each).
+    pub rows: Option<((usize, usize), (usize, usize))>,
 }
 
 impl Layout {
@@ -172,10 +239,19 @@ impl Layout {
         }
         let mut field = || r.u32().ok_or_else(truncated);
         let version = field()?;
-        if version != VERSION {
-            return Err(damaged(format!("graph file version {version} is not {VERSION}")));
+        if version == 0 || version > VERSION {
+            return Err(damaged(format!(
+                "graph file version {version} is not one this build reads (1 to {VERSION}; a newer Barista wrote it?)"
+            )));
         }
-        let _ = field()?;
+        let flags = field()?;
+        if version >= 2 && flags & !HAS_ROWS != 0 {
+            return Err(damaged(format!(
+                "its flags {flags:#x} name features this build does not know (a newer Barista wrote it?)"
+            )));
+        }
+        let has_rows = version >= 2 && flags & HAS_ROWS != 0;
+        let row_sections = if has_rows { 2 } else { 0 };
         let (c, d, l, m, m0) = (field()?, field()?, field()?, field()?, field()?);
         let (levels, entry, norm_bits, nodes) = (field()?, field()?, field()?, field()?);
         let (groups, copies, sections) = (field()?, field()?, field()?);
@@ -184,18 +260,24 @@ impl Layout {
                 "it indexes {c} rows of rung ({l},{d}), the segment has {count} rows of ({layer},{dim})"
             )));
         }
-        if levels == 0 || levels as usize > MAX_LEVELS || sections != 2 * levels + 2 {
+        if levels == 0 || levels as usize > MAX_LEVELS || sections != 2 * levels + 2 + row_sections {
             return Err(damaged(format!("it has {levels} levels and {sections} sections")));
         }
         if m == 0 || m0 == 0 || m > LEN_MASK || m0 > LEN_MASK || nodes > count || (count > 0 && entry >= count) {
             return Err(damaged(format!("its parameters are inconsistent (m {m}, m0 {m0}, entry {entry})")));
         }
         let mut ranges = Vec::with_capacity(sections as usize);
-        for _ in 0..sections {
+        for i in 0..sections {
             let offset = r.u64().ok_or_else(truncated)?;
             let len = r.u64().ok_or_else(truncated)?;
             let end = offset.checked_add(len).filter(|&e| e <= bytes.len() as u64);
-            if end.is_none() || !offset.is_multiple_of(ALIGN) || offset < HEADER as u64 || !len.is_multiple_of(4) {
+            // Every section holds 4-byte words but the i8 values (the last when there are rows).
+            let words = !(has_rows && i + 1 == sections);
+            if end.is_none()
+                || !offset.is_multiple_of(ALIGN)
+                || offset < HEADER as u64
+                || (words && !len.is_multiple_of(4))
+            {
                 return Err(damaged(format!("a section ({offset}, {len} bytes) lies outside the file")));
             }
             ranges.push((offset as usize, len as usize));
@@ -219,7 +301,17 @@ impl Layout {
             want(rows, n * u64::from(1 + m), &format!("level-{level}"))?;
             upper.push((ids, rows));
         }
-        let s = sections as usize;
+        let s = sections as usize - row_sections as usize;
+        let rows = if has_rows {
+            let (scales, values) = (ranges[s], ranges[s + 1]);
+            want(scales, u64::from(dim), "row scales")?;
+            if values.1 as u64 != u64::from(count) * u64::from(dim) {
+                return Err(damaged(format!("its rows section has {} bytes, not {count} × {dim}", values.1)));
+            }
+            Some((scales, values))
+        } else {
+            None
+        };
         want(ranges[s - 3], u64::from(groups), "duplicate representatives")?;
         want(ranges[s - 2], u64::from(groups) + 1, "duplicate offsets")?;
         want(ranges[s - 1], u64::from(copies), "duplicate")?;
@@ -237,6 +329,7 @@ impl Layout {
             reps: ranges[s - 3],
             offsets: ranges[s - 2],
             copies: ranges[s - 1],
+            rows,
         })
     }
 }
@@ -255,7 +348,97 @@ pub fn section(bytes: &[u8], range: (usize, usize)) -> &[u32] {
     unsafe { std::slice::from_raw_parts(raw.as_ptr().cast(), raw.len() / 4) }
 }
 
+/// The f32 values of `range` (see [`section`]; the same alignment holds).
+pub fn section_f32(bytes: &[u8], range: (usize, usize)) -> &[f32] {
+    let words = section(bytes, range);
+    // SAFETY: the same memory as `words`, and every bit pattern is a valid f32.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len()) }
+}
+
+/// The i8 values of `range`.
+///
+/// # Panics
+/// When `range` does not lie inside `bytes`.
+pub fn section_i8(bytes: &[u8], range: (usize, usize)) -> &[i8] {
+    let raw = &bytes[range.0..range.0 + range.1];
+    // SAFETY: i8 has the size and alignment of u8 and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(raw.as_ptr().cast(), raw.len()) }
+}
+
 #[cfg(target_endian = "big")]
 compile_error!(
     "Barista's graph and vector files are little-endian and read in place: build for a little-endian target"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(rows: bool) -> GraphData {
+        GraphData {
+            count: 3,
+            dim: 2,
+            layer: 1,
+            m: 2,
+            m0: 4,
+            entry: 0,
+            max_norm: 1.0,
+            nodes: 3,
+            level0: vec![2, 1, 2, 0, 0, 2, 0, 2, 0, 0, 2, 0, 1, 0, 0],
+            upper: Vec::new(),
+            reps: Vec::new(),
+            offsets: vec![0],
+            copies: Vec::new(),
+            rows: rows.then(|| WalkRows { scales: vec![0.5, 0.25], data: vec![1, -2, 3, 4, -127, 127] }),
+        }
+    }
+
+    fn written(d: &GraphData) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        d.write(dir.path(), "g.graph").unwrap();
+        std::fs::read(dir.path().join("g.graph")).unwrap()
+    }
+
+    /// Sets the header's version, flags and its checksum (a header of `sections` sections).
+    fn with_version(mut bytes: Vec<u8>, version: u32, flags: u32, sections: usize) -> Vec<u8> {
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        bytes[12..16].copy_from_slice(&flags.to_le_bytes());
+        let end = 8 + 14 * 4 + 16 * sections;
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..end]);
+        bytes[end..end + 8].copy_from_slice(&sum.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn rows_are_written_and_parsed_and_version_1_files_still_read() {
+        let path = Path::new("g.graph");
+        let with = written(&data(true));
+        let l = Layout::parse(&with, path, 3, 2, 1).unwrap();
+        let (scales, values) = l.rows.unwrap();
+        assert_eq!(section_f32(&with, scales), &[0.5, 0.25]);
+        assert_eq!(section_i8(&with, values), &[1, -2, 3, 4, -127, 127]);
+        assert_eq!(with[8..16], [2, 0, 0, 0, 1, 0, 0, 0], "version 2 with rows");
+        // Without rows it is written as version 1 (no flags), as builds before rows wrote it
+        // and read it, and it parses without rows.
+        let old = written(&data(false));
+        assert_eq!(old[8..16], [1, 0, 0, 0, 0, 0, 0, 0]);
+        let l = Layout::parse(&old, path, 3, 2, 1).unwrap();
+        assert!(l.rows.is_none());
+        assert_eq!(section(&old, l.level0), data(false).level0.as_slice());
+        // A version, or a flag, this build does not know is refused with what to do.
+        let future = with_version(written(&data(false)), 3, 0, 4);
+        let err = Layout::parse(&future, path, 3, 2, 1).unwrap_err().to_string();
+        assert!(err.contains("version 3") && err.contains("newer"), "{err}");
+        let flagged = with_version(written(&data(true)), 2, 3, 6);
+        let err = Layout::parse(&flagged, path, 3, 2, 1).unwrap_err().to_string();
+        assert!(err.contains("flags 0x3") && err.contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn rows_of_the_wrong_size_are_reported() {
+        let mut d = data(true);
+        d.rows.as_mut().unwrap().data.pop();
+        let err = Layout::parse(&written(&d), Path::new("g.graph"), 3, 2, 1).unwrap_err().to_string();
+        assert!(err.contains("rows section has 5 bytes, not 3 × 2"), "{err}");
+    }
+}

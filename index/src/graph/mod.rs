@@ -11,10 +11,13 @@
 //! Barista builds the graph itself ([`build`]: batch insertion on all cores, HNSW's neighbour
 //! heuristic, exact and near duplicates grouped, connectivity repaired) and stores it in its own file
 //! ([`layout`]): fixed-width rows of links per level, memory-mapped and searched in place, so
-//! opening an index copies nothing and a graph costs what its pages cost. A search scores the
-//! rung's rows as stored (i8, f16 or f32) with the scan kernels — for a fixed query,
-//! `|q' − x'|²` ranks exactly like `−q·x`, so no augmented copy exists anywhere — with a
-//! visited bitset, batched gathers and deleted documents filtered during the walk.
+//! opening an index copies nothing and a graph costs what its pages cost. A search scores rows
+//! with the scan kernels — for a fixed query, `|q' − x'|²` ranks exactly like `−q·x`, so no
+//! augmented copy exists anywhere — with a visited bitset, batched gathers and deleted
+//! documents filtered during the walk. On an i8 rung it walks the stored rows; on an f16 or
+//! f32 rung it walks the i8 copy the graph file carries and rescores the best of what it found
+//! on the stored rows ([`rescored`] of them), so a walk reads 384 bytes per (6,384) row instead
+//! of 768 and the stored block is touched only for the rescored rows.
 
 pub mod build;
 pub mod layout;
@@ -23,16 +26,40 @@ use crate::error::{Error, Result};
 use crate::files::{FileRecord, advise_random, check_bytes, map};
 use crate::rung::Rung;
 use crate::scan::{Kernels, Scored, best_first, score_key};
+use crate::vectors::BlockData;
 use crate::vectors::RungBlock;
-use layout::{HAS_COPIES, LEN_MASK, Layout, section};
+use layout::{GraphData, HAS_COPIES, LEN_MASK, Layout, WalkRows, section, section_f32, section_i8};
 use memmap2::Mmap;
 use std::collections::BinaryHeap;
 use std::path::Path;
 
-/// The file name of segment `basename`'s graph on `rung`.
-pub fn file_name(basename: &str, rung: Rung) -> String {
-    format!("{basename}.{}-{}.graph", rung.layer, rung.dim)
+/// The file name of segment `basename`'s graph on `rung`: `seg-000001.6-384.graph`, or
+/// `seg-000001.6-384.i8.graph` when the file carries the i8 copy of the rows that its walks
+/// score (graphs on f16 and f32 rungs since format 2; a graph without the copy on such a rung
+/// gets one from the writer, see [`needs_rows`]).
+pub fn file_name(basename: &str, rung: Rung, rows: bool) -> String {
+    let rows = if rows { ".i8" } else { "" };
+    format!("{basename}.{}-{}{rows}.graph", rung.layer, rung.dim)
 }
+
+/// Whether the graph file `name` on a rung stored as `element` lacks the i8 copy its walks
+/// should score (a graph written before graph files carried rows, on an f16 or f32 rung).
+pub fn needs_rows(name: &str, element: crate::config::ElementType) -> bool {
+    element != crate::config::ElementType::I8 && !name.ends_with(".i8.graph")
+}
+
+/// How many of a walk's best results (scored on the i8 copy) are rescored on the stored rows
+/// to give the `k` returned: `k` plus a margin of up to [`RESCORE_MARGIN`] for the copy's
+/// rounding, which moves a (6,384) score by up to ~2e-3 (BENCHMARKS.md, rung storage) —
+/// enough to swap near ties across the k-th place, not to lift a row from far below it.
+pub fn rescored(k: usize) -> usize {
+    k + k.min(RESCORE_MARGIN)
+}
+
+/// The largest margin [`rescored`] adds. On 100,000 SciFact passages (k = 10, ef 50 and 100)
+/// a margin of 0 lost 0.009 of exact's top 10 against walking the f16 rows, 5 and more lost
+/// nothing (BENCHMARKS.md, "Walking an i8 copy").
+pub const RESCORE_MARGIN: usize = 20;
 
 /// A graph file, mapped and checked.
 pub struct SegmentGraph {
@@ -98,6 +125,38 @@ impl SegmentGraph {
         self.map.len()
     }
 
+    /// The i8 copy of the rung's rows this graph's walks score, if the file carries one.
+    pub fn rows(&self) -> Option<RungBlock<'_>> {
+        let (scales, values) = self.layout.rows?;
+        let data = BlockData::I8 { data: section_i8(&self.map, values), scales: section_f32(&self.map, scales) };
+        Some(RungBlock { data, dim: self.layout.dim as usize, count: self.layout.count as usize })
+    }
+
+    /// Everything the file holds, copied into memory (to write it again with rows added).
+    pub fn data(&self) -> GraphData {
+        let l = &self.layout;
+        let words = |range| section(&self.map, range).to_vec();
+        GraphData {
+            count: l.count,
+            dim: l.dim,
+            layer: l.layer,
+            m: l.m,
+            m0: l.m0,
+            entry: l.entry,
+            max_norm: l.max_norm,
+            nodes: l.nodes,
+            level0: words(l.level0),
+            upper: l.upper.iter().map(|&(ids, rows)| (words(ids), words(rows))).collect(),
+            reps: words(l.reps),
+            offsets: words(l.offsets),
+            copies: words(l.copies),
+            rows: l.rows.map(|(scales, values)| WalkRows {
+                scales: section_f32(&self.map, scales).to_vec(),
+                data: section_i8(&self.map, values).to_vec(),
+            }),
+        }
+    }
+
     /// Row `doc`'s first word and links on `level` (empty when it is not on that level).
     fn row(&self, level: usize, doc: u32) -> (u32, &[u32]) {
         let l = &self.layout;
@@ -137,9 +196,11 @@ impl SegmentGraph {
     }
 
     /// Up to `k` documents with the largest inner product with `query` (approximately), best
-    /// first, among those `keep` accepts, scored on `block` (the graph rung's rows); `ef` is the
-    /// search's candidate list size (at least `k`). A row standing for a group of copies or
-    /// near-copies brings its members, each scored on its own row.
+    /// first, among those `keep` accepts, scored on `block` (the graph rung's rows as stored);
+    /// `ef` is the search's candidate list size (at least `k`). A row standing for a group of
+    /// copies or near-copies brings its members, each scored on its own row. When the file
+    /// carries an i8 copy of the rows the walk scores it, and the best [`rescored`]`(k)` of
+    /// what it found are scored again on `block`.
     pub fn search(
         &self,
         block: &RungBlock<'_>,
@@ -154,17 +215,54 @@ impl SegmentGraph {
         if query.len() != l.dim as usize || k == 0 || count == 0 || block.count != count || block.dim != query.len() {
             return Vec::new();
         }
+        let Some(rows) = self.rows() else {
+            let (mut found, mut members) = self.walk(block, block, kernels, query, k, ef, keep);
+            found.append(&mut members);
+            return best(found, k);
+        };
+        let (mut found, mut members) = self.walk(&rows, block, kernels, query, rescored(k), ef, keep);
+        found.sort_by(best_first);
+        found.truncate(rescored(k));
+        let ids: Vec<u32> = found.iter().map(|s| s.doc).collect();
+        let mut scores = vec![0f32; ids.len()];
+        kernels.score_rows(block, query, &ids, &mut scores);
+        for (s, score) in found.iter_mut().zip(scores) {
+            s.score = score;
+        }
+        found.append(&mut members);
+        best(found, k)
+    }
+
+    /// The walk of [`SegmentGraph::search`], scoring the rows of `walked`: the `ef` best rows
+    /// it keeps, and the members of the duplicate groups it reached scored on `block` (a group
+    /// of near-copies can be larger than any rescoring margin, and its members may round to
+    /// the same i8 values: each is scored on its stored row).
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        walked: &RungBlock<'_>,
+        block: &RungBlock<'_>,
+        kernels: &Kernels,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &dyn Fn(u32) -> bool,
+    ) -> (Vec<Scored>, Vec<Scored>) {
+        let l = &self.layout;
+        let count = l.count as usize;
         let ef = ef.max(k).min(count);
-        let query = &kernels.prepare(block, query);
+        let raw = query;
+        let query = &kernels.prepare(walked, query);
+        let block_query = &kernels.prepare(block, raw);
         let valid = |n: u32| (n as usize) < count;
         // Greedy descent through the upper levels.
         let mut current = l.entry;
-        let mut current_score = kernels.score_prepared(block, query, current);
+        let mut current_score = kernels.score_prepared(walked, query, current);
         for level in (1..self.levels()).rev() {
             loop {
                 let mut moved = false;
                 for &n in self.links(level, current).iter().filter(|&&n| valid(n)) {
-                    let s = kernels.score_prepared(block, query, n);
+                    let s = kernels.score_prepared(walked, query, n);
                     if s > current_score {
                         (current, current_score) = (n, s);
                         moved = true;
@@ -199,7 +297,7 @@ impl SegmentGraph {
                 members.clear();
                 members.extend(self.copies(doc).iter().copied().filter(|&c| valid(c) && keep(c)));
                 member_scores.resize(members.len(), 0.0);
-                kernels.score_rows_prepared(block, query, &members, &mut member_scores);
+                kernels.score_rows_prepared(block, block_query, &members, &mut member_scores);
                 copies.extend(members.iter().zip(&member_scores).map(|(&c, &s)| Scored { score: s, doc: c }));
             }
         };
@@ -214,7 +312,7 @@ impl SegmentGraph {
             fresh.clear();
             fresh.extend(self.links(0, doc).iter().copied().filter(|&n| valid(n) && visit(n)));
             scores.resize(fresh.len(), 0.0);
-            kernels.score_rows_prepared(block, query, &fresh, &mut scores);
+            kernels.score_rows_prepared(walked, query, &fresh, &mut scores);
             for (&n, &s) in fresh.iter().zip(&scores) {
                 let full = results.len() >= ef;
                 if !full || results.peek().is_some_and(|w| s > w.0) {
@@ -226,13 +324,16 @@ impl SegmentGraph {
                 }
             }
         }
-        let mut found: Vec<Scored> = results.into_iter().map(|Worst(score, doc)| Scored { score, doc }).collect();
-        found.append(&mut copies);
-        found.sort_by(best_first);
-        found.dedup_by_key(|s| s.doc);
-        found.truncate(k);
-        found
+        (results.into_iter().map(|Worst(score, doc)| Scored { score, doc }).collect(), copies)
     }
+}
+
+/// The best `k` of `found`, best first, each document once.
+fn best(mut found: Vec<Scored>, k: usize) -> Vec<Scored> {
+    found.sort_by(best_first);
+    found.dedup_by_key(|s| s.doc);
+    found.truncate(k);
+    found
 }
 
 /// A max-heap entry by score (ties: the lower document first).
