@@ -54,11 +54,14 @@ pub fn run(args: Args) -> Result<()> {
         profile: serde_json::from_str(&c.profile).unwrap_or(serde_json::Value::String(c.profile.clone())),
         rungs: c.rungs.iter().map(|r| format!("{} {}", r.rung, r.element)).collect(),
         graph: format!(
-            "HNSW on {} (M = {}, ef_construction = {}) for segments of {} documents or more",
+            "HNSW on {} (M = {}, ef_construction = {}) for {}",
             c.graph_rungs().iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
             c.graph.max_connections,
             c.graph.ef_construction,
-            c.graph.min_docs
+            match c.graph.min_docs {
+                0 => "every segment".to_string(),
+                n => format!("segments of {n} documents or more"),
+            }
         ),
         documents: snapshot.len(),
         deleted: snapshot.segments().iter().map(|s| u64::from(s.deleted)).sum(),

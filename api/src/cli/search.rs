@@ -24,7 +24,8 @@ pub struct Args {
     /// Hits to return.
     #[arg(long, default_value_t = 10)]
     k: usize,
-    /// Adaptive stopping: on, off (default: on when the index is calibrated for the profile).
+    /// Adaptive stopping: on or off (true/false, yes/no and 1/0 are accepted too; default: on
+    /// when the index is calibrated for the profile).
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     adaptive: Option<bool>,
     /// Print the whole response as JSON (hits, stages run, timings).
