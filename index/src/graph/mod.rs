@@ -25,7 +25,7 @@ pub mod layout;
 use crate::error::{Error, Result};
 use crate::files::{FileRecord, advise_random, check_bytes, map};
 use crate::rung::Rung;
-use crate::scan::{Kernels, Scored, best_first, score_key};
+use crate::scan::{Kernels, Prepared, Scored, best_first, score_key};
 use crate::vectors::BlockData;
 use crate::vectors::RungBlock;
 use layout::{GraphData, HAS_COPIES, LEN_MASK, Layout, WalkRows, section, section_f32, section_i8};
@@ -215,17 +215,19 @@ impl SegmentGraph {
         if query.len() != l.dim as usize || k == 0 || count == 0 || block.count != count || block.dim != query.len() {
             return Vec::new();
         }
+        let stored = (block, &kernels.prepare(block, query));
         let Some(rows) = self.rows() else {
-            let (mut found, mut members) = self.walk(block, block, kernels, query, k, ef, keep);
+            let (mut found, mut members) = self.walk(stored, stored, kernels, k, ef, keep);
             found.append(&mut members);
             return best(found, k);
         };
-        let (mut found, mut members) = self.walk(&rows, block, kernels, query, rescored(k), ef, keep);
+        let walked = (&rows, &kernels.prepare(&rows, query));
+        let (mut found, mut members) = self.walk(walked, stored, kernels, rescored(k), ef, keep);
         found.sort_by(best_first);
         found.truncate(rescored(k));
         let ids: Vec<u32> = found.iter().map(|s| s.doc).collect();
         let mut scores = vec![0f32; ids.len()];
-        kernels.score_rows(block, query, &ids, &mut scores);
+        kernels.score_rows_prepared(block, stored.1, &ids, &mut scores);
         for (s, score) in found.iter_mut().zip(scores) {
             s.score = score;
         }
@@ -233,17 +235,16 @@ impl SegmentGraph {
         best(found, k)
     }
 
-    /// The walk of [`SegmentGraph::search`], scoring the rows of `walked`: the `ef` best rows
-    /// it keeps, and the members of the duplicate groups it reached scored on `block` (a group
-    /// of near-copies can be larger than any rescoring margin, and its members may round to
-    /// the same i8 values: each is scored on its stored row).
-    #[allow(clippy::too_many_arguments)]
+    /// The walk of [`SegmentGraph::search`], scoring the rows of `walked` (a block and the
+    /// query prepared for it): the `ef` best rows it keeps, and the members of the duplicate
+    /// groups it reached scored on `stored`, the rows as stored (a group of near-copies can be
+    /// larger than any rescoring margin, and its members may round to the same i8 values: each
+    /// is scored on its stored row).
     fn walk(
         &self,
-        walked: &RungBlock<'_>,
-        block: &RungBlock<'_>,
+        (walked, query): (&RungBlock<'_>, &Prepared<'_>),
+        (block, block_query): (&RungBlock<'_>, &Prepared<'_>),
         kernels: &Kernels,
-        query: &[f32],
         k: usize,
         ef: usize,
         keep: &dyn Fn(u32) -> bool,
@@ -251,9 +252,6 @@ impl SegmentGraph {
         let l = &self.layout;
         let count = l.count as usize;
         let ef = ef.max(k).min(count);
-        let raw = query;
-        let query = &kernels.prepare(walked, query);
-        let block_query = &kernels.prepare(block, raw);
         let valid = |n: u32| (n as usize) < count;
         // Greedy descent through the upper levels.
         let mut current = l.entry;
