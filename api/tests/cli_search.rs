@@ -265,7 +265,12 @@ fn graphs_move_to_other_rungs_without_encoding_again() {
     assert_eq!(graph_rungs(), serde_json::json!([[6, 384]]));
     let out = barista(&["graphs", "--index", x, "--rung", "5,256", "--rung", "2,64"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.contains("graphs on (2,64) (5,256): built for 1 segment(s)"), "{stderr}");
+    assert!(
+        out.status.success()
+            && stderr.contains("graphs on (2,64) (5,256): built for 1 segment(s)")
+            && stderr.contains("dropped the graphs on (6,384)"),
+        "{stderr}"
+    );
     assert_eq!(graph_rungs(), serde_json::json!([[2, 64], [5, 256]]));
     let json =
         ok(barista(&["search", "--index", x, "--json", "--k", "5", "--stages", "5,256:20:graph=40 6,384:5", "cancer"]));
@@ -347,7 +352,6 @@ fn graph_rung_is_chosen_by_measurement() {
         (vec!["--choose-from", q, "--rung", "5,256"], "cannot be used with"),
         (vec!["--rung", "5,256", "--dry-run"], "--choose-from"),
         (vec!["--rung", "5,256", "--target", "0.9"], "--choose-from"),
-        (vec![], "required"),
     ] {
         let mut all = vec!["graphs", "--index", x];
         all.extend(args);
@@ -369,6 +373,71 @@ fn graph_rung_is_chosen_by_measurement() {
         [parts.next().unwrap(), parts.next().unwrap()]
     };
     assert_eq!(graph_rungs(), serde_json::json!([[layer, dim]]));
+}
+
+/// A damaged graph file is named (by `info --verify`, which fails, and as a warning by every
+/// command that opens the index), never used — searches scan its segment and give the same
+/// hits — and `barista graphs --index` builds it again from the stored rows; with nothing left
+/// to do it changes no file. A file passed as --index is named as not an index directory.
+#[test]
+fn a_damaged_graph_is_reported_searched_around_and_built_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = graphed_index(dir.path());
+    let x = index.to_str().unwrap();
+    let search = || -> (Vec<String>, String) {
+        let out = barista(&["search", "--index", x, "--json", "--k", "10", "cancer treatment outcomes"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ids = response["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
+        (ids, stderr)
+    };
+    let (intact, _) = search();
+    let name = std::fs::read_dir(&index)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.ends_with(".graph"))
+        .unwrap();
+    let path = index.join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&path, bytes).unwrap();
+
+    let out = barista(&["info", "--index", x, "--verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains(&name)
+            && stderr.contains("damaged")
+            && stderr.contains(&format!("barista graphs --index {x}")),
+        "{stderr}"
+    );
+    let (hits, stderr) = search();
+    assert_eq!(hits, intact, "a segment whose graph is damaged is scanned");
+    assert!(stderr.contains("warning") && stderr.contains(&name) && stderr.contains("scan"), "{stderr}");
+
+    let out = barista(&["graphs", "--index", x]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("graphs on (6,384): built for 1 segment(s)"), "{stderr}");
+    assert!(ok(barista(&["info", "--index", x, "--verify"])).contains("every file matches its checksum"));
+    let (hits, stderr) = search();
+    assert_eq!(hits, intact);
+    assert!(!stderr.contains("warning"), "{stderr}");
+
+    // Nothing to do: no file changes, not even the write-ahead log's name.
+    let before = files_with_contents(&index);
+    let out = barista(&["graphs", "--index", x]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("nothing to do"), "{stderr}");
+    let out = barista(&["graphs", "--index", x, "--rung", "6,384"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nothing to do"));
+    assert_eq!(files_with_contents(&index), before, "a `graphs` with nothing to do changed the index folder");
+
+    let file = dir.path().join("docs.jsonl");
+    let out = barista(&["info", "--index", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("this is a file, not an index directory"), "{stderr}");
 }
 
 /// `barista compact` on an index with one segment and no deletions says so and rewrites nothing

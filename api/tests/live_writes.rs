@@ -30,6 +30,8 @@ fn stats(server: &Server) -> Value {
 fn live_documents(index: &Path) -> BTreeMap<String, String> {
     let opened = Index::open_with(index, OpenOptions { verify: true, ..Default::default() })
         .unwrap_or_else(|e| panic!("the index does not open: {e}"));
+    let damaged = opened.snapshot().damaged_graphs();
+    assert!(damaged.is_empty(), "damaged graphs: {damaged:?}");
     let s = opened.snapshot();
     let mut live = BTreeMap::new();
     for address in s.live_addresses() {

@@ -488,8 +488,9 @@ impl Engine {
 
     /// Sets the rungs that carry HNSW graphs (each must be a stored rung) and builds the graphs
     /// segments now lack on them (and the i8 copy of their rows to graphs written without
-    /// one), reporting progress; graphs on rungs no longer named are dropped. Returns the
-    /// number of segments that got graphs or copies. Searches go on meanwhile (a
+    /// one, and graphs found damaged built again), reporting progress; graphs on rungs no
+    /// longer named are dropped. Returns the number of segments that got graphs or copies
+    /// during the call (from it or from the writer's background builder meanwhile). Searches go on meanwhile (a
     /// segment without its graph is scanned). The plans' graph shortlist starts at the smallest
     /// graph rung (see [`crate::StagePlan::profile`]).
     ///
@@ -502,8 +503,11 @@ impl Engine {
         }
         let positions = self.graph_rung_positions(rungs)?;
         let writer = self.writer()?;
+        let before = writer.stats().graph_builds;
         writer.set_graph_rungs(&positions)?;
-        Ok(writer.build_graphs(progress)?)
+        writer.build_graphs(progress)?;
+        // Counted by the writer: its background builder may take a segment first.
+        Ok((writer.stats().graph_builds - before) as usize)
     }
 
     /// The positions in the stored ladder of `rungs` (graph rungs to be), checked without taking

@@ -156,8 +156,9 @@ fn open_checked(dir: &Path, record: &FileRecord) -> Result<File> {
 /// Maps a file read-only after checking its length (not its checksum: see [`verify`]).
 pub fn map(dir: &Path, record: &FileRecord) -> Result<Mmap> {
     let file = open_checked(dir, record)?;
-    // SAFETY: index files are immutable once written (new content always gets a new name), so the
-    // mapping never changes under us while the index uses it.
+    // SAFETY: index files are immutable once written: new content gets a new name, or (a damaged
+    // graph built again) a new file under the old name after the old one is unlinked, which
+    // leaves existing mappings on the old file. The mapping never changes under us.
     unsafe { Mmap::map(&file) }.map_err(|e| Error::read(dir.join(&record.name), e))
 }
 

@@ -6,11 +6,11 @@ use crate::error::{Error, Result};
 use crate::files::verify;
 use crate::filter::{Filter, Mask};
 use crate::graph::SegmentGraph;
-use crate::manifest::{MANIFEST, Manifest};
+use crate::manifest::{MANIFEST, Manifest, SegmentRecord};
 use crate::mutable::MutableSegment;
 use crate::recovery::{self, LogSummary};
 use crate::scan::{Kernels, Prepared, Scored, score_key};
-use crate::segment::Segment;
+use crate::segment::{DamagedGraph, Segment};
 use crate::store::StoredDoc;
 use crate::tombstones::Tombstones;
 use crate::vectors::RungBlock;
@@ -160,7 +160,9 @@ pub struct Snapshot {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenOptions {
     /// Read every file completely and check it against its checksum first (slow for large
-    /// indexes; by default only small files and headers are verified on open).
+    /// indexes; by default only small files and headers are verified on open). A damaged
+    /// document file refuses the open; a damaged graph is reported
+    /// ([`Snapshot::damaged_graphs`]) and its segment scanned.
     pub verify: bool,
     /// Leave the HNSW graphs on disk until the first search needs them (by default they are
     /// loaded, and verified, while opening).
@@ -311,13 +313,20 @@ impl Index {
         Ok(())
     }
 
-    /// Reads every file of the current snapshot and checks it against its checksum.
+    /// Reads every file of the current snapshot and checks it against its checksum. Graphs
+    /// are verified as they are loaded (one loaded earlier was hashed then, and is not read
+    /// again): a damaged one is not an error but recorded ([`Snapshot::damaged_graphs`]), its
+    /// segment scanned, as a graph is derived from the stored rows.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first damaged document file (vectors, store, ids,
+    /// deletions); I/O errors.
     pub fn verify(&self) -> Result<()> {
         let snapshot = self.snapshot();
-        for record in snapshot.manifest.files() {
+        for record in snapshot.manifest.segments.iter().flat_map(SegmentRecord::data_files) {
             verify(self.dir(), record)?;
         }
-        Ok(())
+        self.load_graphs()
     }
 }
 
@@ -335,6 +344,10 @@ pub struct SegmentInfo {
     /// The rungs it has an HNSW graph on (none below the graph's `min_docs`: such segments are
     /// scanned).
     pub graphs: Vec<crate::Rung>,
+    /// Its graphs found damaged so far (loaded at open, by a verification, or by a search):
+    /// not used, the segment is scanned instead until a writer builds them again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_graphs: Vec<DamagedGraph>,
     /// Bytes: its files on disk, or what it holds in memory.
     pub bytes: u64,
 }
@@ -360,6 +373,38 @@ impl Snapshot {
         self.len() == 0
     }
 
+    /// The graphs found damaged so far (at open, by [`Index::verify`] or [`Index::load_graphs`],
+    /// or by a search that needed one), every segment's: they are not used, their segments
+    /// are scanned (same results, slower) until a writer builds them again.
+    pub fn damaged_graphs(&self) -> Vec<DamagedGraph> {
+        self.segments
+            .iter()
+            .flat_map(|v| match &v.source {
+                Source::Disk(s) => s.damaged_graphs(),
+                Source::Memory(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Committed segments that lack a graph they should have, whose graph lacks the i8 copy of
+    /// its rows, or whose graph was found damaged: the work [`crate::IndexWriter::build_graphs`]
+    /// (or a writer's background builder) would do now. Graphs not loaded yet (a lazy open) are
+    /// not known to be damaged.
+    pub fn segments_lacking_graphs(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|v| match &v.source {
+                Source::Disk(s) => self
+                    .manifest
+                    .segments
+                    .iter()
+                    .find(|r| r.id == v.id)
+                    .is_some_and(|r| crate::writer::lacks_graphs(self.config(), r, s)),
+                Source::Memory(_) => false,
+            })
+            .count()
+    }
+
     /// Number of segments (mutable ones included).
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -371,15 +416,24 @@ impl Snapshot {
             .iter()
             .map(|v| {
                 let graph_rungs = self.config().graph_rungs();
-                let (in_memory, graphs, bytes) = match &v.source {
+                let (in_memory, graphs, damaged_graphs, bytes) = match &v.source {
                     Source::Disk(s) => {
                         let record = self.manifest.segments.iter().find(|r| r.id == v.id);
                         let bytes = record.map_or(0, |r| r.files().map(|f| f.len).sum());
-                        (false, s.graph_slots().map(|slot| graph_rungs[slot]).collect(), bytes)
+                        let graphs = s.graph_slots().map(|slot| graph_rungs[slot]).collect();
+                        (false, graphs, s.damaged_graphs(), bytes)
                     }
-                    Source::Memory(m) => (true, Vec::new(), m.bytes() as u64),
+                    Source::Memory(m) => (true, Vec::new(), Vec::new(), m.bytes() as u64),
                 };
-                SegmentInfo { id: v.id, documents: v.docs, deleted: v.deleted, in_memory, graphs, bytes }
+                SegmentInfo {
+                    id: v.id,
+                    documents: v.docs,
+                    deleted: v.deleted,
+                    in_memory,
+                    graphs,
+                    damaged_graphs,
+                    bytes,
+                }
             })
             .collect()
     }

@@ -38,5 +38,6 @@ pub use index::{DocAddress, Hit, Index, OpenOptions, SegmentInfo, Snapshot};
 pub use merge::MergePolicy;
 pub use recovery::LogSummary;
 pub use rung::Rung;
+pub use segment::DamagedGraph;
 pub use wal::Op;
 pub use writer::{CommitInfo, IndexWriter, WriteInfo, WriterOptions, WriterStats};

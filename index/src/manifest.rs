@@ -62,6 +62,12 @@ impl SegmentRecord {
     pub fn live(&self) -> u32 {
         self.docs - self.deleted
     }
+
+    /// The files that hold the segment's documents (all but its graphs, which are derived
+    /// from its stored rows: a damaged graph is reported and built again, not fatal).
+    pub fn data_files(&self) -> impl Iterator<Item = &FileRecord> {
+        [&self.vectors, &self.store, &self.ids].into_iter().chain(self.tombstones.iter())
+    }
 }
 
 /// The committed state of an index.
@@ -107,6 +113,14 @@ impl Manifest {
                 return Err(Error::Incompatible {
                     path: dir.to_path_buf(),
                     message: "no index here (there is no MANIFEST file); create one with `barista index`".into(),
+                });
+            }
+            Err(_) if dir.is_file() => {
+                return Err(Error::Incompatible {
+                    path: dir.to_path_buf(),
+                    message: "this is a file, not an index directory; pass the directory `barista index --out` \
+                              created"
+                        .into(),
                 });
             }
             Err(e) => return Err(Error::read(&path, e)),
@@ -422,6 +436,10 @@ mod tests {
         }
         std::fs::remove_file(&path).unwrap();
         assert!(Manifest::read(dir.path()).unwrap_err().to_string().contains("no index here"));
+        let file = dir.path().join("collection.tsv");
+        std::fs::write(&file, "1\ttext\n").unwrap();
+        let error = Manifest::read(&file).unwrap_err().to_string();
+        assert!(error.contains("collection.tsv: this is a file, not an index directory"), "{error}");
     }
 
     #[test]

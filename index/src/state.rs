@@ -126,7 +126,9 @@ impl State {
         capacity: usize,
     ) -> Result<State> {
         if options.verify {
-            for record in manifest.files() {
+            // Graphs are verified as they load, below: a damaged one is reported and its
+            // segment scanned, not fatal.
+            for record in manifest.segments.iter().flat_map(SegmentRecord::data_files) {
                 crate::files::verify(dir, record)?;
             }
         }
@@ -135,17 +137,21 @@ impl State {
             // A segment's graphs are numbered by the configuration's graph rungs: reused only
             // while those are the same.
             let same_rungs = |p: &&Snapshot| p.config().graph.rungs == manifest.config.graph.rungs;
-            let reused = previous.filter(same_rungs).and_then(|p| {
+            let previous_segment = previous.filter(same_rungs).and_then(|p| {
                 p.segments.iter().find_map(|v| match &v.source {
                     Source::Disk(s) if v.id == record.id && s.has_graphs_of(record) => Some(Arc::clone(s)),
                     _ => None,
                 })
             });
-            let segment = match reused {
-                Some(segment) => segment,
-                None => {
+            // One with a graph found damaged is opened again, its graphs checked now: the file
+            // may have been built again under the same record (the build is deterministic), or
+            // still be damaged (then it is found again, for a writer to build).
+            let damaged = previous_segment.as_ref().is_some_and(|s| !s.damaged_graphs().is_empty());
+            let segment = match previous_segment {
+                Some(segment) if !damaged => segment,
+                _ => {
                     let segment = Arc::new(Segment::open(dir, record, &manifest.config)?);
-                    if !options.lazy_graphs {
+                    if !options.lazy_graphs || options.verify || damaged {
                         segment.load_graphs()?;
                     }
                     segment

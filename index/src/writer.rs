@@ -148,6 +148,9 @@ pub struct WriterStats {
     pub merges_running: usize,
     /// Merges done since the writer opened.
     pub merges: u64,
+    /// Segments given graphs since the writer opened, outside flushes and merges: graphs
+    /// built (missing, or found damaged) or given the i8 copy of their rows.
+    pub graph_builds: u64,
     /// Group commits (one log append and one sync each) since the writer opened.
     pub group_commits: u64,
     /// Requests those group commits carried.
@@ -188,6 +191,7 @@ struct Wake {
 struct Counters {
     flushes: AtomicU64,
     merges: AtomicU64,
+    graph_builds: AtomicU64,
     merges_running: AtomicUsize,
     group_commits: AtomicU64,
     requests: AtomicU64,
@@ -439,7 +443,7 @@ impl IndexWriter {
             let mut record = written;
             record.graphs.retain(|g| current.graph.rungs.contains(&(g.rung as usize)));
             let segment = Segment::open(inner.index.dir(), &record, &current)?;
-            segment.load_graphs()?;
+            segment.load_new_graphs()?;
             let docs_count = record.docs as usize;
             disk.push(DiskSegment {
                 tombstones: Arc::new(Tombstones::repeat(false, docs_count)),
@@ -610,6 +614,7 @@ impl IndexWriter {
             flushes: c.flushes.load(Ordering::Relaxed),
             merges_running: c.merges_running.load(Ordering::Relaxed),
             merges: c.merges.load(Ordering::Relaxed),
+            graph_builds: c.graph_builds.load(Ordering::Relaxed),
             group_commits: c.group_commits.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             last_error: c.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -868,7 +873,7 @@ impl Inner {
                 tombstones.truncate(rows);
                 let deleted = front.deleted;
                 let segment = Segment::open(self.index.dir(), &record, &config)?;
-                segment.load_graphs()?;
+                segment.load_new_graphs()?;
                 disk.push(DiskSegment {
                     record,
                     segment: Arc::new(segment),
@@ -935,7 +940,7 @@ impl Inner {
         let result = built.and_then(|(record, maps)| {
             // Mapped and verified (its graphs hashed) before the state lock: writes go on meanwhile.
             let segment = Segment::open(self.index.dir(), &record, &config)?;
-            segment.load_graphs()?;
+            segment.load_new_graphs()?;
             let mut live = self.lock_live();
             let docs = record.docs as usize;
             let mut tombstones = Tombstones::repeat(false, docs);
@@ -991,42 +996,46 @@ impl Inner {
 
     /// Builds the missing graphs of one segment that should have them (a segment upgraded from
     /// an older format, whose hnsw_rs graph this build does not read, or one whose graph rungs
-    /// changed), or adds the i8 copy of the rows to graphs written without one; returns whether
-    /// there was one. Searches scan such a segment meanwhile (or walk the graph it had).
+    /// changed), builds again the graphs found damaged, or adds the i8 copy of the rows to
+    /// graphs written without one; returns whether there was one. Searches scan such a segment
+    /// meanwhile (or walk the graph it had).
     fn graph_once(&self, progress: Progress<'_>) -> Result<bool> {
         let _merging = self.merging.lock().unwrap_or_else(|e| e.into_inner());
-        let (record, config) = {
+        let (record, damaged, config) = {
             let mut live = self.lock_live();
             let config = live.state.config().clone();
-            let lacking = |d: &&DiskSegment| {
-                config.graph.wanted(d.record.docs as usize)
-                    && config.graph.rungs.iter().any(|&r| !d.record.graphs.iter().any(|g| g.rung as usize == r))
-                    || d.record.graphs.iter().any(|g| lacks_rows(&config, g))
-            };
-            let Some(record) = live.state.disk.iter().find(lacking).map(|d| d.record.clone()) else {
+            let lacking = |d: &&DiskSegment| lacks_graphs(&config, &d.record, &d.segment);
+            let Some((record, damaged)) =
+                live.state.disk.iter().find(lacking).map(|d| (d.record.clone(), d.segment.damaged_rungs()))
+            else {
                 return Ok(false);
             };
             // Its new files must survive garbage collection until the manifest names them.
             live.reserved.insert(record.id);
-            (record, config)
+            (record, damaged, config)
         };
         self.counters.merges_running.fetch_add(1, Ordering::Relaxed);
         let dir = self.index.dir();
-        let built = build_graphs(dir, &record, &config, self.index.kernels(), progress, &|| {
+        let built = build_graphs(dir, &record, &damaged, &config, self.index.kernels(), progress, &|| {
             self.stopping.load(Ordering::Relaxed)
         });
         let result = match built {
             Err(e) => Err(e),
-            Ok(graphs) => {
-                let added: Vec<String> =
-                    graphs.iter().filter(|g| !record.graphs.contains(g)).map(|g| g.file.name.clone()).collect();
+            Ok((graphs, added)) => {
+                // `added`: the files written (a graph built again may match its old record byte
+                // for byte: the build is deterministic).
                 // Mapped and verified (the new graphs hashed) before the state lock; the segment's
                 // files are those of `record` (only its deletions may change meanwhile, and they
                 // live beside the segment, not in it).
                 let opened = (|| {
                     let with = SegmentRecord { graphs: graphs.clone(), ..record.clone() };
                     let segment = Segment::open(dir, &with, &config)?;
+                    // Its other graphs may turn out damaged (then the next pass builds them
+                    // again); the ones just written must not.
                     segment.load_graphs()?;
+                    if let Some(d) = segment.damaged_graphs().into_iter().find(|d| added.contains(&d.file)) {
+                        return Err(Error::corrupt(dir.join(&d.file), d.reason));
+                    }
                     Ok::<_, Error>(segment)
                 })();
                 let mut live = self.lock_live();
@@ -1045,7 +1054,11 @@ impl Inner {
                         deleted: disk[at].deleted,
                     };
                     let applied = live.state.manifest.log_applied;
-                    self.commit_disk(&mut live, disk, applied, |_| {}, |_| {})
+                    self.commit_disk(&mut live, disk, applied, |_| {}, |_| {})?;
+                    if !added.is_empty() {
+                        self.counters.graph_builds.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
                 });
                 if committed.is_err() && self.check_usable().is_ok() {
                     for name in added {
@@ -1420,8 +1433,18 @@ fn write_segment<'a>(
     let ids = ids::write(dir, &format!("{name}.ids"), docs.map(|d| d.id))?;
     let mut record =
         SegmentRecord { id, docs: count as u32, deleted: 0, vectors, store, ids, graphs: Vec::new(), tombstones: None };
-    record.graphs = build_graphs(dir, &record, config, kernels, progress, cancel)?;
+    record.graphs = build_graphs(dir, &record, &[], config, kernels, progress, cancel)?.0;
     Ok(record)
+}
+
+/// Whether the segment `record` describes lacks a graph it should have (one on each graph rung,
+/// from the graph's `min_docs`), has one without the i8 copy of its rows, or has one found
+/// damaged: work for the graph builder.
+pub(crate) fn lacks_graphs(config: &IndexConfig, record: &SegmentRecord, segment: &Segment) -> bool {
+    config.graph.wanted(record.docs as usize)
+        && config.graph.rungs.iter().any(|&r| !record.graphs.iter().any(|g| g.rung as usize == r))
+        || record.graphs.iter().any(|g| lacks_rows(config, g))
+        || !segment.damaged_rungs().is_empty()
 }
 
 /// Whether graph `g` lacks the i8 copy of its rows that its rung's storage calls for (written
@@ -1431,17 +1454,20 @@ fn lacks_rows(config: &IndexConfig, g: &GraphRecord) -> bool {
 }
 
 /// The graphs segment `record` should have and lacks (none below the graph's `min_docs`),
-/// built from its vector file as stored and written beside it, and the i8 copy of the rows for
-/// graphs written without one (built again when such a file does not open); returns all its
-/// graphs. On failure the files it wrote are removed.
+/// built from its vector file as stored and written beside it, the i8 copy of the rows for
+/// graphs written without one (built again when such a file does not open), and the graphs on
+/// the stored rungs `damaged` built again when their files still fail their checks (the
+/// damaged file is removed first: its name is the new file's); returns all its graphs and the
+/// names of the files it wrote. On failure the files it wrote are removed.
 fn build_graphs(
     dir: &Path,
     record: &SegmentRecord,
+    damaged: &[u32],
     config: &IndexConfig,
     kernels: crate::scan::Kernels,
     progress: Progress<'_>,
     cancel: &dyn Fn() -> bool,
-) -> Result<Vec<GraphRecord>> {
+) -> Result<(Vec<GraphRecord>, Vec<String>)> {
     let mut graphs = record.graphs.clone();
     let mut missing: Vec<usize> =
         config.graph.rungs.iter().copied().filter(|&r| !graphs.iter().any(|g| g.rung as usize == r)).collect();
@@ -1449,8 +1475,28 @@ fn build_graphs(
         missing.clear();
     }
     let bare: Vec<usize> = (0..graphs.len()).filter(|&i| lacks_rows(config, &graphs[i])).collect();
-    if missing.is_empty() && bare.is_empty() {
-        return Ok(graphs);
+    // Graphs found damaged that still are (the flag may predate a rebuild by another writer):
+    // never trusted, built again under the same name.
+    let mut unreadable: Vec<(usize, String)> = Vec::new();
+    for g in graphs.iter().filter(|g| damaged.contains(&g.rung) && !lacks_rows(config, g)) {
+        let rung = config.rungs[g.rung as usize].rung;
+        match graph::SegmentGraph::open(dir, &g.file, record.docs, rung) {
+            Ok(_) => {}
+            Err(e @ Error::Corrupt { .. }) => {
+                unreadable
+                    .push((g.rung as usize, format!("graph {rung} built again, as {} is damaged: {e}", g.file.name)));
+                match std::fs::remove_file(dir.join(&g.file.name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::write(dir.join(&g.file.name), e));
+                    }
+                    _ => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if missing.is_empty() && bare.is_empty() && unreadable.is_empty() {
+        return Ok((graphs, Vec::new()));
     }
     let vectors = vectors::VectorFile::open(dir, &record.vectors, &config.rungs, record.docs as usize)?;
     let params = BuildParams {
@@ -1464,7 +1510,6 @@ fn build_graphs(
         // Graphs written before graph files carried rows: the same links, with the i8 copy. A
         // file that does not open (damaged, or gone) is not trusted: it is built again, the
         // reason named in the progress step.
-        let mut unreadable: Vec<(usize, String)> = Vec::new();
         for i in bare {
             let r = graphs[i].rung as usize;
             let rung = config.rungs[r].rung;
@@ -1510,5 +1555,5 @@ fn build_graphs(
         return Err(e);
     }
     graphs.sort_by_key(|g| g.rung);
-    Ok(graphs)
+    Ok((graphs, written))
 }

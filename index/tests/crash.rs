@@ -90,6 +90,8 @@ fn progress(s: &barista_index::Snapshot) -> u64 {
 fn check(dir: &Path, acknowledged: u64) -> u64 {
     let index = Index::open_with(dir, OpenOptions { verify: true, ..Default::default() })
         .unwrap_or_else(|e| panic!("reopen failed: {e}"));
+    let damaged = index.snapshot().damaged_graphs();
+    assert!(damaged.is_empty(), "a crash left damaged graphs: {damaged:?}");
     let s = index.snapshot();
     let reached = progress(&s);
     assert!(reached >= acknowledged, "request {acknowledged} was acknowledged but the index holds {reached}");

@@ -74,10 +74,6 @@ fn every_kind_of_damage_is_reported_with_the_file_name() {
         (".ids", Damage::FlipLast, true),
         (".ids", Damage::Truncate, true),
         (".del", Damage::FlipLast, true),
-        (".graph", Damage::FlipAt(100), true),
-        (".graph", Damage::FlipAt(5000), true),
-        (".graph", Damage::FlipLast, true),
-        (".graph", Damage::Truncate, true),
     ];
     for (suffix, how, on_open) in &cases {
         let dir = tempfile::tempdir().unwrap();
@@ -128,17 +124,114 @@ fn damaged_stored_text_is_an_error_not_a_panic() {
     assert!(errors[0].contains(&name) && errors[0].contains("UTF-8"));
 }
 
+fn queries() -> Vec<Vec<f32>> {
+    vec![vec![0.5; 8], vec![1.0, -1.0, 0.5, 0.0, 2.0, -0.5, 0.25, 1.0], vec![-0.3, 0.8, 0.1, -1.2, 0.4, 0.9, -0.7, 0.2]]
+}
+
+/// Graph searches give exactly the exhaustive results (a segment whose graph is damaged is
+/// scanned).
+fn assert_graph_search_is_exact(index: &Index) {
+    let s = index.snapshot();
+    for q in queries() {
+        let walked = s.graph_search(&q, 5, 16).unwrap();
+        let exact = s.exact_search(0, &q, 5).unwrap();
+        let key = |h: &barista_index::Hit| (h.address, h.score.to_bits());
+        assert_eq!(walked.iter().map(key).collect::<Vec<_>>(), exact.iter().map(key).collect::<Vec<_>>());
+    }
+}
+
+/// A graph is derived from the segment's stored rows: damage to it (any kind, or the file
+/// gone) is reported and the segment scanned — the index opens, searches give the exhaustive
+/// results — and a writer builds it again under the same name. (Before, any damaged graph
+/// made a default open refuse the whole index, even for exhaustive searches.)
 #[test]
-fn a_damaged_graph_opened_lazily_fails_the_search_not_the_process() {
+fn a_damaged_graph_is_reported_its_segment_scanned_and_built_again() {
+    let pristine = tempfile::tempdir().unwrap();
+    build(pristine.path());
+    let cases = [Damage::FlipAt(100), Damage::FlipAt(5000), Damage::FlipLast, Damage::Truncate];
+    for (case, how) in cases.iter().map(Some).chain([None]).enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(pristine.path(), dir.path());
+        let name = file_with_suffix(dir.path(), ".graph");
+        let path = dir.path().join(&name);
+        match how {
+            Some(how) => damage(&path, how),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        for options in [
+            OpenOptions::default(),
+            OpenOptions { verify: true, ..Default::default() },
+            OpenOptions { verify: true, lazy_graphs: true },
+        ] {
+            let index = Index::open_with(dir.path(), options).unwrap_or_else(|e| panic!("case {case}: {e}"));
+            let damaged = index.snapshot().damaged_graphs();
+            assert_eq!(damaged.len(), 1, "case {case}: {damaged:?}");
+            assert_eq!(damaged[0].file, name);
+            let report = damaged[0].to_string();
+            assert!(
+                report.contains(&name) && report.contains("scan") && report.contains("builds the graph again"),
+                "{report}"
+            );
+            let infos = index.snapshot().segments();
+            assert_eq!(infos.iter().map(|i| i.damaged_graphs.len()).sum::<usize>(), 1);
+            assert_graph_search_is_exact(&index);
+        }
+        // Opened lazily, the first search that needs the graph finds the damage.
+        let index = Index::open_with(dir.path(), OpenOptions { lazy_graphs: true, ..Default::default() }).unwrap();
+        assert!(index.snapshot().damaged_graphs().is_empty());
+        assert_graph_search_is_exact(&index);
+        assert_eq!(index.snapshot().damaged_graphs().len(), 1, "case {case}");
+        index.verify().unwrap();
+
+        // A writer builds it again from the stored rows, under the same name.
+        let w = manual_writer(&index);
+        assert_eq!(w.build_graphs(&|_, _, _| {}).unwrap(), 1, "case {case}");
+        assert!(w.snapshot().damaged_graphs().is_empty());
+        assert_eq!(w.build_graphs(&|_, _, _| {}).unwrap(), 0, "case {case}: nothing left to build");
+        drop(w);
+        assert!(path.exists());
+        let index = Index::open_with(dir.path(), OpenOptions { verify: true, ..Default::default() }).unwrap();
+        assert!(index.snapshot().damaged_graphs().is_empty(), "case {case}");
+        assert_eq!(index.snapshot().segments().iter().map(|i| i.graphs.len()).sum::<usize>(), 2);
+        assert_graph_search_is_exact(&index);
+    }
+}
+
+/// Damage to the files that hold documents is still refused: a graph is the only file Barista
+/// can build again from what the index keeps.
+#[test]
+fn a_damaged_graph_does_not_hide_damaged_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let graph = file_with_suffix(dir.path(), ".graph");
+    damage(&dir.path().join(&graph), &Damage::FlipLast);
+    let vectors = file_with_suffix(dir.path(), ".vec");
+    damage(&dir.path().join(&vectors), &Damage::FlipLast);
+    let error = Index::open_with(dir.path(), OpenOptions { verify: true, ..Default::default() }).unwrap_err();
+    assert!(error.to_string().contains(&vectors), "{error}");
+    let index = Index::open(dir.path()).unwrap();
+    assert!(index.verify().unwrap_err().to_string().contains(&vectors));
+}
+
+/// A process that writes the index (a server) builds a damaged graph again on its own: the
+/// writer's background builder takes it within seconds of the open that found it.
+#[test]
+fn a_writing_process_builds_a_damaged_graph_again_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
     let name = file_with_suffix(dir.path(), ".graph");
-    damage(&dir.path().join(&name), &Damage::FlipAt(100));
-    let index = Index::open_with(dir.path(), OpenOptions { lazy_graphs: true, ..Default::default() }).unwrap();
-    let s = index.snapshot();
-    let error = s.graph_search(&[0.5; 8], 5, 16).unwrap_err().to_string();
-    assert!(error.contains(&name) && error.contains("damaged"), "{error}");
-    assert!(index.load_graphs().is_err());
-    // Exact search does not need the graph.
-    assert_eq!(s.exact_search(0, &[0.5; 8], 5).unwrap().len(), 5);
+    damage(&dir.path().join(&name), &Damage::FlipAt(5000));
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.snapshot().damaged_graphs().len(), 1);
+    let w = index.writer().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !w.snapshot().damaged_graphs().is_empty() || w.stats().graph_builds == 0 {
+        assert!(std::time::Instant::now() < deadline, "not built again: {:?}", w.stats());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(w.stats().graph_builds, 1);
+    assert_graph_search_is_exact(&index);
+    drop(w);
+    let index = Index::open_with(dir.path(), OpenOptions { verify: true, ..Default::default() }).unwrap();
+    assert!(index.snapshot().damaged_graphs().is_empty());
 }

@@ -6,7 +6,7 @@ mod common;
 
 use barista_index::manifest::SegmentRecord;
 use barista_index::{Error, Index, IndexConfig, MergePolicy, NewDocument, Op, WriterOptions};
-use common::{bulk, config, create, delete, doc, docs, live_ids, manual_writer, upsert, vectors};
+use common::{bulk, config, create, delete, doc, docs, live_ids, manual_writer, open_verified, upsert, vectors};
 use std::path::Path;
 
 fn cfg() -> IndexConfig {
@@ -623,7 +623,7 @@ fn quantised_rungs_survive_flushes_graphs_and_compaction() {
         assert_eq!(s.doc(hits[0].address).unwrap().id, id);
     }
     drop(w);
-    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+    open_verified(dir.path());
 }
 
 #[test]
@@ -645,7 +645,7 @@ fn small_segments_get_no_graph_and_are_scanned() {
     let hits = s.graph_search(&q[0], 3, 40).unwrap();
     assert_eq!(s.doc(hits[0].address).unwrap().id, "small3");
     drop(w);
-    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+    open_verified(dir.path());
 }
 
 /// A segment committed without its graph (an index upgraded from format 2, whose hnsw_rs graphs
@@ -681,7 +681,7 @@ fn a_segment_without_its_graph_gets_one_in_the_background() {
     let walked = s.graph_search(&q[0], 5, 40).unwrap();
     assert_eq!(s.doc(walked[0].address).unwrap().id, "d42");
     drop(_w);
-    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+    open_verified(dir.path());
 }
 
 /// Graphs move to other rungs without encoding anything again: the old rung's graph leaves
@@ -723,8 +723,7 @@ fn graph_rungs_change_on_an_existing_index() {
     drop(w);
     drop(s);
     drop(index);
-    let index =
-        Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+    let index = open_verified(dir.path());
     let s = index.snapshot();
     assert_eq!(s.segments()[0].graphs, vec![c.rungs[1].rung, c.rungs[2].rung]);
     let walked = s.graph_search_on(1, &q[1], 5, 40).unwrap();
@@ -800,7 +799,7 @@ fn a_graph_without_its_rows_gets_them_and_keeps_its_links() {
     let upgraded = barista_index::graph::SegmentGraph::open(dir.path(), record, segment.docs, rung).unwrap();
     assert!(upgraded.data() == links, "the same links, with the rows a fresh build writes");
     drop((w, s, index));
-    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+    open_verified(dir.path());
 }
 
 /// A graph file without rows that does not open (here damaged) is not upgraded but built again
@@ -831,7 +830,7 @@ fn a_damaged_graph_without_rows_is_built_again() {
     let hits = s.graph_search(&q[0], 5, 40).unwrap();
     assert_eq!(s.doc(hits[0].address).unwrap().id, "d42");
     drop((w, s, index));
-    Index::open_with(dir.path(), barista_index::OpenOptions { verify: true, ..Default::default() }).unwrap();
+    open_verified(dir.path());
 }
 
 /// One mapping of a file under a test's directory, from /proc/self/smaps.

@@ -11,15 +11,19 @@ use std::time::Instant;
 
 pub const EXAMPLES: &str = "\
 Examples:
+  barista graphs --index msmarco.idx
   barista graphs --index msmarco.idx --rung 3,96
   barista graphs --index msmarco.idx --rung 3,96 --rung 5,256
   barista graphs --index msmarco.idx --choose-from queries.jsonl --shortlist 1000 --target 0.95
 
-Sets the rungs that carry HNSW graphs to exactly those given: graphs on other rungs are
-dropped, and every segment large enough for a graph gets one on each rung named that it lacks,
-built from the vectors already stored (nothing is encoded again). A graph written by an
-earlier Barista without the i8 copy of its rows that the walk scores gets one, its links kept
-(counted as built). Searches go on meanwhile;
+Without --rung or --choose-from it keeps the graph rungs and builds what segments lack: a
+graph missing, or found damaged (it is verified first; `barista info --verify` reports
+damage), built again from the stored rows. With --rung it sets the rungs that carry HNSW
+graphs to exactly those given: graphs on other rungs are dropped (and named), and every
+segment large enough for a graph gets one on each rung named that it lacks, built from the
+vectors already stored (nothing is encoded again). A graph written by an earlier Barista
+without the i8 copy of its rows that the walk scores gets one, its links kept (counted as
+built). When there is nothing to do it changes nothing on disk. Searches go on meanwhile;
 a segment without its graph is scanned. The profiles shortlist through the smallest graph rung
 (`barista info` shows them). Like compact, it takes the index's writer: stop a server writing
 the same index first.
@@ -38,13 +42,14 @@ documents).";
 
 /// Arguments of `barista graphs`.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("choice").required(true).args(["rung", "choose_from"])))]
+#[command(group(clap::ArgGroup::new("choice").args(["rung", "choose_from"])))]
 pub struct Args {
     #[command(flatten)]
     open: OpenArgs,
     #[command(flatten)]
     writer: WriterArgs,
-    /// A rung to carry a graph (repeatable): exactly these rungs will have graphs.
+    /// A rung to carry a graph (repeatable): exactly these rungs will have graphs [default:
+    /// the rungs that have them now].
     #[arg(long, value_name = "LAYER,DIM")]
     rung: Vec<Rung>,
     /// Choose the graph rung by measurement on these sample queries (BEIR queries.jsonl, or
@@ -110,8 +115,25 @@ pub fn run(args: Args) -> Result<()> {
     let rungs = match &args.choose_from {
         None => {
             // Checked before the writer is taken: taking it recovers and renumbers the log.
-            args.open.open()?.graph_rung_positions(&args.rung)?;
-            args.rung.clone()
+            // Opening verifies the graphs (a damaged one is work to do).
+            let engine = args.open.open()?;
+            let snapshot = engine.index().snapshot();
+            let current = engine.shape().graph_rungs;
+            let rungs = if args.rung.is_empty() { current.clone() } else { args.rung.clone() };
+            if rungs.is_empty() {
+                bail!("the index has no graph rungs: name one with --rung LAYER,DIM (`barista info` lists the rungs)");
+            }
+            let mut wanted = engine.graph_rung_positions(&rungs)?;
+            wanted.sort_unstable();
+            wanted.dedup();
+            if snapshot.config().graph.rungs == wanted && snapshot.segments_lacking_graphs() == 0 {
+                eprintln!(
+                    "graphs on {}: every segment that should have them has them and none is damaged; nothing to do",
+                    names(&current)
+                );
+                return Ok(());
+            }
+            rungs
         }
         Some(path) => {
             let queries = read_queries(path, args.sample.unwrap_or(300) as usize)?;
@@ -160,12 +182,30 @@ pub fn run(args: Args) -> Result<()> {
             vec![chosen]
         }
     };
-    let engine = args.open.open_writer(args.writer.options()?)?;
     let start = Instant::now();
+    // The read-only open above named any damaged graph.
+    let engine = args.open.open_writer_quietly(args.writer.options()?)?;
+    let had = engine.shape().graph_rungs;
     let bar = Progress::new(None, "graph");
-    let built = engine.set_graph_rungs(&rungs, &|_, done, total| bar.set(done as u64, total as u64))?;
+    engine.set_graph_rungs(&rungs, &|_, done, total| bar.set(done as u64, total as u64))?;
     bar.finish();
-    let names: Vec<String> = engine.shape().graph_rungs.iter().map(Rung::to_string).collect();
-    eprintln!("graphs on {}: built for {built} segment(s) in {:.1} s", names.join(" "), start.elapsed().as_secs_f64());
+    // Counted by the writer, not from the call's return: its background builder may have
+    // built a graph first.
+    let built = engine.stats().writer.map_or(0, |w| w.graph_builds);
+    let now = engine.shape().graph_rungs;
+    let dropped: Vec<Rung> = had.iter().filter(|r| !now.contains(r)).copied().collect();
+    let dropped = match dropped.is_empty() {
+        true => String::new(),
+        false => format!("; dropped the graphs on {}", names(&dropped)),
+    };
+    eprintln!(
+        "graphs on {}: built for {built} segment(s) in {:.1} s{dropped}",
+        names(&now),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+fn names(rungs: &[Rung]) -> String {
+    rungs.iter().map(Rung::to_string).collect::<Vec<_>>().join(" ")
 }

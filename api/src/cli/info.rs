@@ -45,6 +45,8 @@ pub fn run(args: Args) -> Result<()> {
         index.verify().context("verification failed")?;
     }
     let snapshot = index.snapshot();
+    // Found by the verification (graphs are derived data: reported, their segments scanned).
+    let damaged = snapshot.damaged_graphs();
     let m = snapshot.manifest();
     let c = &m.config;
     let info = Info {
@@ -99,7 +101,15 @@ pub fn run(args: Args) -> Result<()> {
             match (s.in_memory, s.graphs.is_empty()) {
                 (true, _) => "in memory (written since the last flush; in the log)".to_string(),
                 (false, false) => {
-                    format!("graph on {}", s.graphs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+                    let graphs: Vec<String> = s
+                        .graphs
+                        .iter()
+                        .map(|g| match s.damaged_graphs.iter().any(|d| d.rung == *g) {
+                            true => format!("{g} (damaged: scanned)"),
+                            false => g.to_string(),
+                        })
+                        .collect();
+                    format!("graph on {}", graphs.join(" "))
                 }
                 (false, true) => "scanned (no graph)".to_string(),
             }
@@ -124,8 +134,26 @@ pub fn run(args: Args) -> Result<()> {
     if !info.calibrated_profiles.is_empty() {
         println!("calibrated  {}", info.calibrated_profiles.join(", "));
     }
-    if info.verified {
+    if info.verified && damaged.is_empty() {
         println!("verified    every file matches its checksum");
     }
-    Ok(())
+    report_damaged(&damaged, &args.index)
+}
+
+/// Names each damaged graph on stderr; an error when there is one, for `--verify`'s exit status
+/// (the index itself opens and serves: those segments are scanned).
+fn report_damaged(damaged: &[barista_index::DamagedGraph], dir: &std::path::Path) -> Result<()> {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    for d in damaged {
+        eprintln!("warning: {d}");
+    }
+    anyhow::bail!(
+        "verification found {} damaged graph file(s), named above; every other file matches its checksum. The index \
+         still serves (those segments are scanned); build the graphs again from the stored rows with `barista graphs \
+         --index {}`",
+        damaged.len(),
+        dir.display()
+    )
 }

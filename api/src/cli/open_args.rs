@@ -67,16 +67,35 @@ impl OpenArgs {
     }
 
     /// Opens the index and its model, for reading (a writer is taken at the first write).
+    /// Damaged graphs (verified as they load) are named on stderr: their segments are scanned.
     pub fn open(&self) -> Result<Engine> {
-        Engine::open(&self.index, &self.options())
-            .with_context(|| format!("could not open the index {}", self.index.display()))
+        let engine = Engine::open(&self.index, &self.options())
+            .with_context(|| format!("could not open the index {}", self.index.display()))?;
+        warn_damaged(&engine, &format!("`barista graphs --index {}` builds it again", self.index.display()));
+        Ok(engine)
     }
 
     /// Opens the index and its model and takes the index's writer now: the write-ahead log is
-    /// recovered, a crash's leftovers are removed and background flushes and merges start.
+    /// recovered, a crash's leftovers are removed and background flushes and merges start
+    /// (building again any graph found damaged, which is named on stderr).
     pub fn open_writer(&self, writer: WriterOptions) -> Result<Engine> {
+        let engine = self.open_writer_quietly(writer)?;
+        warn_damaged(&engine, "this process builds it again now");
+        Ok(engine)
+    }
+
+    /// [`OpenArgs::open_writer`] without naming damaged graphs (for a command that opened the
+    /// index for reading first, and named them then).
+    pub fn open_writer_quietly(&self, writer: WriterOptions) -> Result<Engine> {
         let options = OpenOptions { write: true, writer, ..self.options() };
         Engine::open(&self.index, &options)
             .with_context(|| format!("could not open the index {} for writing", self.index.display()))
+    }
+}
+
+/// Names each damaged graph on stderr, with what will repair it.
+fn warn_damaged(engine: &Engine, remedy: &str) {
+    for damaged in engine.index().snapshot().damaged_graphs() {
+        eprintln!("warning: {damaged}; {remedy}");
     }
 }

@@ -114,3 +114,13 @@ pub fn live_ids(index: &Index) -> Vec<String> {
 pub fn create(dir: &Path, config: IndexConfig) -> Index {
     Index::create(dir, config).unwrap()
 }
+
+/// Opens the index with every file verified, and asserts that no graph is damaged (a damaged
+/// graph no longer refuses the open: it is reported and its segment scanned).
+pub fn open_verified(dir: &Path) -> Index {
+    let index = Index::open_with(dir, barista_index::OpenOptions { verify: true, ..Default::default() })
+        .unwrap_or_else(|e| panic!("the index does not open with every file verified: {e}"));
+    let damaged = index.snapshot().damaged_graphs();
+    assert!(damaged.is_empty(), "damaged graphs: {damaged:?}");
+    index
+}
