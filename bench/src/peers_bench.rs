@@ -286,6 +286,10 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
         (Some(v), Some(b)) => format!("{:.2}", v / b),
         _ => "–".into(),
     };
+    let scan = match stored.element {
+        barista_index::ElementType::I8 => "integer scoring of the i8 rows",
+        _ => "of the rows as stored, one thread",
+    };
     let walk = if stored.element == barista_index::ElementType::I8 {
         "walks the stored i8 rows"
     } else {
@@ -317,7 +321,7 @@ pub fn peers(args: &PeersArgs) -> Result<()> {
         ratio(Some(flat))
     );
     println!(
-        "| Barista exact scan (integer scoring of i8 rows) | {barista_flat:.0} (recall {exact_recall:.5}) | {} | {exact_recall:.5} | – |",
+        "| Barista exact scan ({scan}) | {barista_flat:.0} (recall {exact_recall:.5}) | {} | {exact_recall:.5} | – |",
         ratio(Some(barista_flat))
     );
     println!(
