@@ -413,6 +413,12 @@ fn a_damaged_graph_is_reported_searched_around_and_built_again() {
             && stderr.contains(&format!("barista graphs --index {x}")),
         "{stderr}"
     );
+    // The same verdict as JSON: the exit status, the warning, and the segment's damaged graph.
+    let out = barista(&["info", "--index", x, "--verify", "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(&name));
+    assert_eq!(info["verified"], false, "{info}");
+    assert_eq!(info["segments"][0]["damaged_graphs"][0]["file"], name.as_str(), "{info}");
     let (hits, stderr) = search();
     assert_eq!(hits, intact, "a segment whose graph is damaged is scanned");
     assert!(stderr.contains("warning") && stderr.contains(&name) && stderr.contains("scan"), "{stderr}");

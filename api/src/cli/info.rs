@@ -77,11 +77,12 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .filter_map(|(k, _)| k.strip_prefix("barista.cascade.stop.").map(str::to_string))
             .collect(),
-        verified: args.verify,
+        // Whether every file was read and matched: not while a graph is damaged.
+        verified: args.verify && damaged.is_empty(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
-        return Ok(());
+        return report_damaged(&damaged, &args.index);
     }
     println!("index       {}", info.directory);
     println!(
@@ -134,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
     if !info.calibrated_profiles.is_empty() {
         println!("calibrated  {}", info.calibrated_profiles.join(", "));
     }
-    if info.verified && damaged.is_empty() {
+    if info.verified {
         println!("verified    every file matches its checksum");
     }
     report_damaged(&damaged, &args.index)
