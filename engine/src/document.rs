@@ -32,7 +32,7 @@ impl Document {
     /// # Errors
     /// [`Error::InvalidRequest`] naming the document and the rule it breaks.
     pub fn check(&self) -> Result<()> {
-        check_one(self).map(|_| ())
+        check_one(self, 0).map(|_| ())
     }
 
     /// The text the encoder sees: the title (if any, and not blank), a space, the text.
@@ -47,6 +47,8 @@ impl Document {
 /// A document that passed [`DocumentBatch::check`]: what to encode and what to store.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct CheckedDocument {
+    /// Its place in the slice it was checked from (for vectors given beside the documents).
+    pub(crate) position: usize,
     pub(crate) id: String,
     pub(crate) passage: String,
     pub(crate) title: Option<String>,
@@ -74,8 +76,8 @@ impl DocumentBatch {
     pub fn check(docs: &[Document]) -> Result<DocumentBatch> {
         let mut seen = HashSet::with_capacity(docs.len());
         let mut checked = Vec::with_capacity(docs.len());
-        for d in docs {
-            checked.push(check_one(d)?);
+        for (position, d) in docs.iter().enumerate() {
+            checked.push(check_one(d, position)?);
             if !seen.insert(d.id.as_str()) {
                 return Err(Error::InvalidRequest(format!("document {:?} appears twice in the batch", d.id)));
             }
@@ -90,8 +92,8 @@ impl DocumentBatch {
         let mut position = std::collections::HashMap::with_capacity(docs.len());
         let mut checked: Vec<CheckedDocument> = Vec::with_capacity(docs.len());
         let mut repeated = Vec::new();
-        for d in docs {
-            let c = check_one(d)?;
+        for (at, d) in docs.iter().enumerate() {
+            let c = check_one(d, at)?;
             match position.get(&c.id) {
                 Some(&i) => {
                     repeated.push(c.id.clone());
@@ -122,7 +124,7 @@ impl DocumentBatch {
     }
 }
 
-fn check_one(d: &Document) -> Result<CheckedDocument> {
+fn check_one(d: &Document, position: usize) -> Result<CheckedDocument> {
     barista_index::check_id(&d.id).map_err(|e| Error::InvalidRequest(e.to_string()))?;
     let metadata = match &d.metadata {
         None | Some(serde_json::Value::Null) => None,
@@ -132,6 +134,7 @@ fn check_one(d: &Document) -> Result<CheckedDocument> {
         }
     };
     Ok(CheckedDocument {
+        position,
         id: d.id.clone(),
         passage: d.passage(),
         title: d.title.clone(),

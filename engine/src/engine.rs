@@ -133,6 +133,17 @@ pub struct IndexStats {
     pub log: Option<LogSummary>,
 }
 
+/// The vectors of a batch of documents at one rung, embedded elsewhere (see
+/// [`Engine::add_embedded`]): `rows × rung.dim` values, row-major, one row per document in
+/// batch order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RungRows {
+    /// The rung.
+    pub rung: Rung,
+    /// The rows, concatenated.
+    pub values: Vec<f32>,
+}
+
 /// Settings key of the stopping rule of a profile.
 fn stop_key(profile: &str) -> String {
     format!("barista.cascade.stop.{profile}")
@@ -427,6 +438,79 @@ impl Engine {
                     })
             })
             .collect()
+    }
+
+    /// Index entries from documents and vectors embedded elsewhere (no lock held): every
+    /// stored rung must be among `vectors`, with one row per document of `docs` (the batch
+    /// refers to it by position).
+    fn embedded(&self, docs: &[Document], batch: &DocumentBatch, vectors: &[RungRows]) -> Result<Vec<NewDocument>> {
+        let config = self.inner.index.snapshot().config().clone();
+        let mut rows: Vec<&RungRows> = Vec::with_capacity(config.rungs.len());
+        for stored in &config.rungs {
+            let rung = stored.rung;
+            let given = vectors.iter().find(|v| v.rung == rung).ok_or_else(|| {
+                let all: Vec<String> = config.rungs.iter().map(|r| r.rung.to_string()).collect();
+                Error::InvalidRequest(format!(
+                    "no vectors for the stored rung {rung}: embed the passages at every rung the index stores ({})",
+                    all.join(" ")
+                ))
+            })?;
+            if given.values.len() != docs.len() * rung.dim {
+                return Err(Error::InvalidRequest(format!(
+                    "the vectors for rung {rung} hold {} values, not {} documents × {} dimensions",
+                    given.values.len(),
+                    docs.len(),
+                    rung.dim
+                )));
+            }
+            rows.push(given);
+        }
+        batch
+            .docs
+            .iter()
+            .map(|d| {
+                let vectors = rows
+                    .iter()
+                    .map(|r| r.values[d.position * r.rung.dim..(d.position + 1) * r.rung.dim].to_vec())
+                    .collect();
+                NewDocument::new(&config, d.id.clone(), Some(d.text.clone()), d.metadata.clone(), vectors)
+                    .and_then(|doc| doc.with_title(d.title.clone()))
+                    .map_err(|e| Error::InvalidRequest(format!("document {:?}: its vectors are refused: {e}", d.id)))
+            })
+            .collect()
+    }
+
+    /// [`Engine::add`] with the vectors embedded elsewhere — another process or machine
+    /// running the same model, such as the encoder workers of a distributed indexing
+    /// pipeline: `vectors` holds, for every rung the index stores, one row per document of
+    /// `docs` in order, as [`Encoder::encode`] of [`Document::passage`] with
+    /// [`TextKind::Passage`] gives them (normalised for cosine models). Vectors of other rungs
+    /// are ignored. Nothing checks that they come from the index's model: that is the caller's
+    /// promise.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for a stored rung without vectors, a row count that is not
+    /// `docs.len()`, a non-finite value, or any rule of [`DocumentBatch::check`]; nothing is
+    /// written then.
+    pub fn add_embedded(&self, docs: &[Document], vectors: &[RungRows]) -> Result<WriteReport> {
+        let batch = DocumentBatch::check(docs)?;
+        let entries = self.embedded(docs, &batch, vectors)?;
+        let writer = self.writer()?;
+        let info = writer.write(entries.into_iter().map(Op::Upsert).collect())?;
+        Ok(WriteReport { added: info.added, deleted: info.existed, live: info.live, sequence: info.first_seq })
+    }
+
+    /// [`Engine::stage`] with the vectors embedded elsewhere, as [`Engine::add_embedded`]
+    /// takes them (a later copy of an id replaces an earlier one). Returns the documents staged.
+    ///
+    /// # Errors
+    /// As [`Engine::add_embedded`]; nothing is staged then.
+    pub fn stage_embedded(&self, docs: &[Document], vectors: &[RungRows]) -> Result<usize> {
+        let (batch, _repeated) = DocumentBatch::check_last_wins(docs)?;
+        let entries = self.embedded(docs, &batch, vectors)?;
+        let mut staged = self.inner.staged.lock().unwrap_or_else(|e| e.into_inner());
+        staged.extend(entries);
+        Ok(staged.len())
     }
 
     /// Adds (or replaces) documents: when this returns they are durable (in the write-ahead

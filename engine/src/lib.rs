@@ -63,7 +63,7 @@ pub mod text;
 pub use barista_index::Rung;
 pub use document::{Document, DocumentBatch};
 pub use encoder::{Embeddings, Encoder, EncoderOptions, QueryState, normalize};
-pub use engine::{CreateOptions, Engine, IndexStats, OpenOptions, WriteReport};
+pub use engine::{CreateOptions, Engine, IndexStats, OpenOptions, RungRows, WriteReport};
 pub use error::{Error, Result};
 pub use kernels::Isa;
 pub use kernels::gemm::WeightPrecision;

@@ -90,6 +90,15 @@ class Encoder:
         """
         return _vectors(self._native.embed_raw(_texts(texts), kind, _rungs(rungs)))
 
+    def embed_documents(self, documents: Iterable[Mapping[str, Any]]) -> Dict[Rung, np.ndarray]:
+        """Every rung's vectors of documents (``[{"id", "text", "title"?, ...}, ...]``) as an
+        index stores them: each document's passage is its title (if any), a space, its text.
+
+        The other half of :meth:`Engine.add_embedded`: encode on one machine or worker, write
+        on another (a distributed indexing pipeline's encoder and shard writers).
+        """
+        return _vectors(self._native.embed_documents_raw(list(documents)))
+
     def tokenize(self, texts: Union[str, Sequence[str]], kind: str = "passage") -> List[List[int]]:
         """Token ids of each text as the encoder sees them (``[CLS]`` … ``[SEP]``, cut at the
         maximum length of ``kind``)."""
@@ -183,6 +192,28 @@ class Engine:
         report ``{"added", "deleted", "live", "sequence"}``.
         """
         return self._native.add(list(documents))
+
+    def add_embedded(
+        self, documents: Iterable[Mapping[str, Any]], vectors: Mapping[Rung, np.ndarray]
+    ) -> Dict[str, int]:
+        """:meth:`add` with the vectors embedded elsewhere, by the same model:
+        ``vectors[(layer, dim)]`` is a ``(len(documents), dim)`` array for every rung the index
+        stores (as :meth:`Encoder.embed_documents` returns them; other rungs are ignored).
+        Nothing checks that the vectors come from the index's model: that is the caller's
+        promise. Refused as a whole (:class:`InvalidRequestError`) when a stored rung is
+        missing or an array has the wrong shape or a non-finite value.
+        """
+        documents = list(documents)
+        raw = []
+        for (layer, dim), array in vectors.items():
+            rows = np.ascontiguousarray(array, dtype="<f4")
+            if rows.ndim != 2 or rows.shape != (len(documents), int(dim)):
+                raise InvalidRequestError(
+                    f"vectors[({layer}, {dim})] has shape {tuple(rows.shape)}, "
+                    f"not ({len(documents)}, {dim}): one row per document"
+                )
+            raw.append((int(layer), int(dim), len(documents), rows.tobytes()))
+        return self._native.add_embedded(documents, raw)
 
     def delete(self, ids: Union[str, Sequence[str]]) -> Dict[str, int]:
         """Deletes documents by id; ``deleted`` in the report counts those that existed."""

@@ -10,8 +10,8 @@
 //! engine's message unchanged.
 
 use barista_engine::{
-    CreateOptions, Document, DocumentBatch, EncoderOptions, Error, OpenOptions, Rung, SearchRequest, Similarity,
-    TextKind,
+    CreateOptions, Document, DocumentBatch, EncoderOptions, Error, OpenOptions, Rung, RungRows, SearchRequest,
+    Similarity, TextKind,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -98,6 +98,28 @@ fn embed_raw(
         .collect())
 }
 
+/// Documents from Python (`[{"id", "text", "title"?, "metadata"?}, ...]`), converted once.
+fn documents(documents: &Bound<'_, PyAny>) -> PyResult<Vec<Document>> {
+    depythonize(documents)
+        .map_err(|e| shape_err("documents must be a list of dicts {\"id\", \"text\", \"title\"?, \"metadata\"?}", e))
+}
+
+/// Vectors per rung from Python (`(layer, dim, n, little-endian f32 bytes)`, as `raw_to_py`
+/// gives them), checked for shape: `n` rows of `dim` values each.
+fn raw_from_py<'a>(raw: impl Iterator<Item = (usize, usize, usize, &'a [u8])>) -> PyResult<Vec<RungRows>> {
+    raw.map(|(layer, dim, n, bytes)| {
+        if bytes.len() != n * dim * 4 {
+            return Err(InvalidRequestError::new_err(format!(
+                "the vectors for rung ({layer},{dim}) hold {} bytes, not {n} rows × {dim} float32 values",
+                bytes.len()
+            )));
+        }
+        let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Ok(RungRows { rung: Rung::new(layer, dim), values })
+    })
+    .collect()
+}
+
 fn raw_to_py<'py>(py: Python<'py>, raw: RawRungs) -> PyResult<Bound<'py, PyList>> {
     let items =
         raw.into_iter().map(|(layer, dim, n, bytes)| (layer, dim, n, PyBytes::new(py, &bytes))).collect::<Vec<_>>();
@@ -142,6 +164,15 @@ impl Encoder {
     ) -> PyResult<Bound<'py, PyList>> {
         let kind = text_kind(kind)?;
         let raw = py.detach(|| embed_raw(&self.inner, &texts, kind, rungs)).map_err(py_err)?;
+        raw_to_py(py, raw)
+    }
+
+    /// Every rung's vectors of documents' passages (the title, a space, the text), as an
+    /// index stores them: the other half of `Engine.add_embedded`.
+    fn embed_documents_raw<'py>(&self, py: Python<'py>, documents: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let docs = self::documents(documents)?;
+        let passages: Vec<String> = docs.iter().map(Document::passage).collect();
+        let raw = py.detach(|| embed_raw(&self.inner, &passages, TextKind::Passage, None)).map_err(py_err)?;
         raw_to_py(py, raw)
     }
 
@@ -240,12 +271,24 @@ impl Engine {
     }
 
     fn add<'py>(&self, py: Python<'py>, documents: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let docs: Vec<Document> = depythonize(documents).map_err(|e| {
-            shape_err("documents must be a list of dicts {\"id\", \"text\", \"title\"?, \"metadata\"?}", e)
-        })?;
+        let docs = self::documents(documents)?;
         let batch = DocumentBatch::check(&docs).map_err(py_err)?;
         let engine = self.engine()?;
         let report = py.detach(|| engine.add_batch(&batch)).map_err(py_err)?;
+        Ok(pythonize(py, &report)?)
+    }
+
+    /// `add` with vectors embedded elsewhere: per rung `(layer, dim, n, f32 bytes)`.
+    fn add_embedded<'py>(
+        &self,
+        py: Python<'py>,
+        documents: &Bound<'py, PyAny>,
+        vectors: Vec<(usize, usize, usize, Bound<'py, PyBytes>)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let docs = self::documents(documents)?;
+        let vectors = raw_from_py(vectors.iter().map(|(l, d, n, b)| (*l, *d, *n, b.as_bytes())))?;
+        let engine = self.engine()?;
+        let report = py.detach(|| engine.add_embedded(&docs, &vectors)).map_err(py_err)?;
         Ok(pythonize(py, &report)?)
     }
 

@@ -142,3 +142,26 @@ def test_an_index_built_by_the_cli_opens_in_python(tmp_path, barista_bin):
     assert len(engine) == 30 and engine.model.endswith("minilm-l6-2d")
     first = scifact(1)[0]
     assert engine.search(first["title"], k=1)[0].id == first["id"]
+
+
+def test_documents_embedded_elsewhere_index_as_if_encoded_here(tmp_path, model, engine, docs):
+    """Encode on one side (a pipeline's encoder worker), write on the other (a shard writer):
+    the same hits and scores as documents the engine encodes itself; bad shapes and missing
+    rungs are refused and write nothing."""
+    encoder = barista.Encoder(model)
+    vectors = encoder.embed_documents(docs)
+    assert sorted(vectors) == sorted(engine.rungs)
+    assert all(v.shape == (len(docs), dim) and v.dtype == np.float32 for (_, dim), v in vectors.items())
+    other = barista.Engine.create(tmp_path / "elsewhere", model)
+    smallest = engine.rungs[0]
+    with pytest.raises(barista.InvalidRequestError, match="no vectors for the stored rung"):
+        other.add_embedded(docs, {r: v for r, v in vectors.items() if r != smallest})
+    with pytest.raises(barista.InvalidRequestError, match="one row per document"):
+        other.add_embedded(docs, {**vectors, smallest: vectors[smallest][:-1]})
+    assert len(other) == 0
+    assert other.add_embedded(docs, vectors)["added"] == len(docs)
+    for profile in ("exact", "balanced"):
+        for query in ("vitamin D deficiency", docs[3]["title"]):
+            ours = [(h.id, h.score) for h in other.search(query, k=10, profile=profile)]
+            theirs = [(h.id, h.score) for h in engine.search(query, k=10, profile=profile)]
+            assert ours == theirs, (profile, query)

@@ -431,3 +431,67 @@ fn copies_of_one_report_hide_no_other_through_the_graph() {
     let found = hits.iter().filter(|h| snapshot.doc(h.address).unwrap().id.starts_with("copy-")).count();
     assert_eq!(found, copies, "every copy comes back");
 }
+
+/// Documents whose vectors were embedded elsewhere (as a distributed pipeline's encoder
+/// workers would) index exactly as documents the engine encodes itself: same hits, same
+/// scores. Missing rungs and wrong row counts are refused and write nothing; staging keeps the
+/// last copy of a repeated id with its own vectors.
+#[test]
+fn documents_embedded_elsewhere_index_as_if_encoded_here() {
+    let docs = scifact(60);
+    let here = tempfile::tempdir().unwrap();
+    let encoded_here = engine(here.path(), &docs);
+    let rungs = encoded_here.encoder().profile().rungs.clone();
+    let embed = |docs: &[Document]| -> Vec<barista_engine::RungRows> {
+        let passages: Vec<String> = docs.iter().map(Document::passage).collect();
+        let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
+        let e = encoded_here.encoder().encode(&refs, TextKind::Passage, &rungs).unwrap();
+        (0..rungs.len())
+            .map(|r| barista_engine::RungRows {
+                rung: rungs[r],
+                values: (0..docs.len()).flat_map(|i| e.vector(i, r).to_vec()).collect(),
+            })
+            .collect()
+    };
+    let vectors = embed(&docs);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let e = Engine::create(elsewhere.path(), &CreateOptions::new(model_arg())).unwrap();
+
+    // Refused, and nothing written.
+    let error = e.add_embedded(&docs, &vectors[1..]).unwrap_err().to_string();
+    assert!(error.contains(&format!("no vectors for the stored rung {}", rungs[0])), "{error}");
+    let mut short = vectors.clone();
+    let keep = short[2].values.len() - rungs[2].dim;
+    short[2].values.truncate(keep);
+    let error = e.add_embedded(&docs, &short).unwrap_err().to_string();
+    assert!(error.contains("not 60 documents"), "{error}");
+    let mut bad = vectors.clone();
+    bad[5].values[7] = f32::NAN;
+    assert!(e.add_embedded(&docs, &bad).is_err());
+    assert_eq!(e.index().snapshot().len(), 0);
+
+    let report = e.add_embedded(&docs, &vectors).unwrap();
+    assert_eq!(report.added, 60);
+    for query in ["vitamin D deficiency and depression", "stem cells in the bone marrow", "malaria vaccine"] {
+        for profile in ["exact", "balanced"] {
+            let request = SearchRequest::text(query).with_profile(profile).with_k(10);
+            let (a, b) = (encoded_here.search(&request).unwrap(), e.search(&request).unwrap());
+            let hits = |r: &barista_engine::SearchResponse| -> Vec<(String, u32)> {
+                r.hits.iter().map(|h| (h.id.clone(), h.score.to_bits())).collect()
+            };
+            assert_eq!(hits(&a), hits(&b), "{profile}: {query}");
+        }
+    }
+
+    // Staged for a bulk commit: a repeated id keeps its last copy, with that copy's vectors.
+    let staged = tempfile::tempdir().unwrap();
+    let s = Engine::create(staged.path(), &CreateOptions::new(model_arg())).unwrap();
+    let mut repeated = docs[..3].to_vec();
+    repeated.push(Document { id: docs[0].id.clone(), ..docs[3].clone() });
+    assert_eq!(s.stage_embedded(&repeated, &embed(&repeated)).unwrap(), 3);
+    s.commit_with(&|_, _, _| {}).unwrap();
+    let got = s.get(&docs[0].id).unwrap().unwrap();
+    assert_eq!(got.text, docs[3].text);
+    let request = SearchRequest::text(docs[3].text.clone()).with_profile("exact").with_k(1);
+    assert_eq!(ids(&s.search(&request).unwrap()), [docs[0].id.clone()]);
+}
