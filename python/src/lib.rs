@@ -108,7 +108,7 @@ fn documents(documents: &Bound<'_, PyAny>) -> PyResult<Vec<Document>> {
 /// gives them), checked for shape: `n` rows of `dim` values each.
 fn raw_from_py<'a>(raw: impl Iterator<Item = (usize, usize, usize, &'a [u8])>) -> PyResult<Vec<RungRows>> {
     raw.map(|(layer, dim, n, bytes)| {
-        if bytes.len() != n * dim * 4 {
+        if n.checked_mul(dim).and_then(|v| v.checked_mul(4)) != Some(bytes.len()) {
             return Err(InvalidRequestError::new_err(format!(
                 "the vectors for rung ({layer},{dim}) hold {} bytes, not {n} rows × {dim} float32 values",
                 bytes.len()
