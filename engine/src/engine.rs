@@ -144,6 +144,23 @@ pub struct RungRows {
     pub values: Vec<f32>,
 }
 
+/// For a cosine model, vectors embedded elsewhere must be what the encoder gives: L2-normalised
+/// after truncation to each rung (the encoder's rows are within ~1e-6 of length 1; 1e-3 leaves
+/// room for another build's rounding, not for unnormalised vectors, which would score above 1).
+fn check_unit_length(id: &str, rows: &[&RungRows], vectors: &[Vec<f32>]) -> Result<()> {
+    for (r, v) in rows.iter().zip(vectors) {
+        let length = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+        if (length - 1.0).abs() > 1e-3 {
+            return Err(Error::InvalidRequest(format!(
+                "document {id:?}: its vector at rung {} has length {length:.4}, but the index's model compares by \
+                 cosine: give each rung's vector L2-normalised after truncation, as the encoder embeds passages",
+                r.rung
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Settings key of the stopping rule of a profile.
 fn stop_key(profile: &str) -> String {
     format!("barista.cascade.stop.{profile}")
@@ -465,17 +482,21 @@ impl Engine {
             }
             rows.push(given);
         }
+        let cosine = self.inner.encoder.profile().similarity == crate::Similarity::Cosine;
         batch
             .docs
             .iter()
             .map(|d| {
-                let vectors = rows
+                let vectors: Vec<Vec<f32>> = rows
                     .iter()
                     .map(|r| r.values[d.position * r.rung.dim..(d.position + 1) * r.rung.dim].to_vec())
                     .collect();
+                if cosine {
+                    check_unit_length(&d.id, &rows, &vectors)?;
+                }
                 NewDocument::new(&config, d.id.clone(), Some(d.text.clone()), d.metadata.clone(), vectors)
                     .and_then(|doc| doc.with_title(d.title.clone()))
-                    .map_err(|e| Error::InvalidRequest(format!("document {:?}: its vectors are refused: {e}", d.id)))
+                    .map_err(|e| Error::InvalidRequest(e.to_string()))
             })
             .collect()
     }
@@ -485,13 +506,13 @@ impl Engine {
     /// pipeline: `vectors` holds, for every rung the index stores, one row per document of
     /// `docs` in order, as [`Encoder::encode`] of [`Document::passage`] with
     /// [`TextKind::Passage`] gives them (normalised for cosine models). Vectors of other rungs
-    /// are ignored. Nothing checks that they come from the index's model: that is the caller's
-    /// promise.
+    /// are ignored. Nothing can check that they come from the index's model: that is the
+    /// caller's promise.
     ///
     /// # Errors
     /// [`Error::InvalidRequest`] for a stored rung without vectors, a row count that is not
-    /// `docs.len()`, a non-finite value, or any rule of [`DocumentBatch::check`]; nothing is
-    /// written then.
+    /// `docs.len()`, a non-finite value, a vector not of unit length (within 1e-3) for a
+    /// cosine model, or any rule of [`DocumentBatch::check`]; nothing is written then.
     pub fn add_embedded(&self, docs: &[Document], vectors: &[RungRows]) -> Result<WriteReport> {
         let batch = DocumentBatch::check(docs)?;
         let entries = self.embedded(docs, &batch, vectors)?;

@@ -20,6 +20,7 @@ the engine's own message.
 from __future__ import annotations
 
 import os
+from collections import abc
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -197,15 +198,31 @@ class Engine:
         self, documents: Iterable[Mapping[str, Any]], vectors: Mapping[Rung, np.ndarray]
     ) -> Dict[str, int]:
         """:meth:`add` with the vectors embedded elsewhere, by the same model:
-        ``vectors[(layer, dim)]`` is a ``(len(documents), dim)`` array for every rung the index
-        stores (as :meth:`Encoder.embed_documents` returns them; other rungs are ignored).
-        Nothing checks that the vectors come from the index's model: that is the caller's
-        promise. Refused as a whole (:class:`InvalidRequestError`) when a stored rung is
-        missing or an array has the wrong shape or a non-finite value.
+        ``vectors[(layer, dim)]`` is a ``(len(documents), dim)`` float array for every rung the
+        index stores (as :meth:`Encoder.embed_documents` returns them; other rungs are ignored;
+        float64 or float16 are converted to float32). Nothing can check that the vectors come
+        from the index's model: that is the caller's promise. Refused as a whole
+        (:class:`InvalidRequestError`, nothing written) when a key is not a ``(layer, dim)``
+        tuple, a stored rung is missing, an array is not floats or has the wrong shape, a value
+        is not finite, or — for a cosine model — a vector is not of unit length.
         """
         documents = list(documents)
+        if not isinstance(vectors, abc.Mapping):
+            raise InvalidRequestError(
+                "vectors must be a dict {(layer, dim): float array (len(documents), dim)}, "
+                f"as Encoder.embed_documents returns, not {type(vectors).__name__}"
+            )
         raw = []
-        for (layer, dim), array in vectors.items():
+        for key, array in vectors.items():
+            if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(v, (int, np.integer)) for v in key)):
+                raise InvalidRequestError(f"the key {key!r} of vectors is not a rung: use (layer, dim) tuples of ints")
+            layer, dim = key
+            array = np.asarray(array)
+            if not np.issubdtype(array.dtype, np.floating):
+                raise InvalidRequestError(
+                    f"vectors[({layer}, {dim})] holds {array.dtype} values: give floats (float32 as embedded; "
+                    "other float widths are converted)"
+                )
             rows = np.ascontiguousarray(array, dtype="<f4")
             if rows.ndim != 2 or rows.shape != (len(documents), int(dim)):
                 raise InvalidRequestError(

@@ -158,6 +158,14 @@ def test_documents_embedded_elsewhere_index_as_if_encoded_here(tmp_path, model, 
         other.add_embedded(docs, {r: v for r, v in vectors.items() if r != smallest})
     with pytest.raises(barista.InvalidRequestError, match="one row per document"):
         other.add_embedded(docs, {**vectors, smallest: vectors[smallest][:-1]})
+    with pytest.raises(barista.InvalidRequestError, match="is not a rung"):
+        other.add_embedded(docs, {"6,384": vectors[engine.rungs[-1]], **vectors})
+    with pytest.raises(barista.InvalidRequestError, match="must be a dict"):
+        other.add_embedded(docs, list(vectors.values()))
+    with pytest.raises(barista.InvalidRequestError, match="holds int32 values"):
+        other.add_embedded(docs, {**vectors, smallest: (vectors[smallest] * 100).astype(np.int32)})
+    with pytest.raises(barista.InvalidRequestError, match="L2-normalised"):
+        other.add_embedded(docs, {**vectors, smallest: vectors[smallest] * 3})
     assert len(other) == 0
     assert other.add_embedded(docs, vectors)["added"] == len(docs)
     for profile in ("exact", "balanced"):

@@ -467,7 +467,13 @@ fn documents_embedded_elsewhere_index_as_if_encoded_here() {
     assert!(error.contains("not 60 documents"), "{error}");
     let mut bad = vectors.clone();
     bad[5].values[7] = f32::NAN;
-    assert!(e.add_embedded(&docs, &bad).is_err());
+    let error = e.add_embedded(&docs, &bad).unwrap_err().to_string();
+    assert!(error.contains("NaN") && error.matches(&format!("{:?}", docs[0].id)).count() == 1, "{error}");
+    // The shared model compares by cosine: vectors must be unit length, as the encoder gives.
+    let mut long = vectors.clone();
+    long[3].values[..rungs[3].dim].iter_mut().for_each(|x| *x *= 3.0);
+    let error = e.add_embedded(&docs, &long).unwrap_err().to_string();
+    assert!(error.contains("has length 3.0000") && error.contains("L2-normalised"), "{error}");
     assert_eq!(e.index().snapshot().len(), 0);
 
     let report = e.add_embedded(&docs, &vectors).unwrap();
