@@ -1,7 +1,7 @@
 //! The Python package as a user installs it: `pip install ./python` (maturin builds the pyo3
 //! extension in release) into the tests' virtual environment, then its pytest suite against the
 //! real model, real index folders, this build's `barista` binary and a real server on loopback,
-//! with the real LangChain, LlamaIndex and numpy from PyPI.
+//! with the real LangChain, LlamaIndex, Ray (a local multi-process cluster) and numpy from PyPI.
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly by design
 
@@ -17,6 +17,7 @@ fn the_python_package_installs_and_its_tests_pass() {
         "numpy==2.4.6",
         "langchain-core==1.8.3",
         "llama-index-core==0.14.25",
+        "ray[data,serve]==2.60.0",
     ]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let target =

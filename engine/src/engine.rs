@@ -727,6 +727,23 @@ impl Engine {
         }
     }
 
+    /// Picks up what another process (the index's writer) committed or logged since this engine
+    /// opened the index or last reloaded; returns whether anything changed. Cheap when nothing
+    /// did (the manifest is read and the logs' lengths compared). A no-op returning `false` when
+    /// this engine holds the writer: it publishes its own changes. Searches already running
+    /// keep the snapshot they started on.
+    ///
+    /// Errors: the manifest or a log cannot be read or is damaged (the current snapshot stays).
+    pub fn reload(&self) -> Result<bool> {
+        Ok(self.inner.index.reload()?)
+    }
+
+    /// Whether each of `ids` is a live document, in order (one snapshot for all).
+    pub fn contains(&self, ids: &[&str]) -> Result<Vec<bool>> {
+        let snapshot = self.inner.index.snapshot();
+        ids.iter().map(|id| Ok(snapshot.lookup(id)?.is_some())).collect()
+    }
+
     /// A stored document by id.
     pub fn get(&self, id: &str) -> Result<Option<Document>> {
         let snapshot = self.inner.index.snapshot();

@@ -52,6 +52,27 @@ def _texts(texts: Union[str, Sequence[str]]) -> List[str]:
     return list(texts)
 
 
+def _query_vectors(vectors: Mapping[Rung, Any]) -> List[Dict[str, Any]]:
+    """``{(layer, dim): vector}`` as ``POST /search``'s ``vectors``; refuses other shapes."""
+    if not isinstance(vectors, abc.Mapping):
+        raise InvalidRequestError(
+            f"vectors must be a dict {{(layer, dim): 1-D float array}}, not {type(vectors).__name__}"
+        )
+    out = []
+    for key, values in vectors.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(v, (int, np.integer)) for v in key)):
+            raise InvalidRequestError(f"the key {key!r} of vectors is not a rung: use (layer, dim) tuples of ints")
+        array = np.asarray(values)
+        if array.ndim == 2 and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim != 1 or not np.issubdtype(array.dtype, np.floating):
+            raise InvalidRequestError(
+                f"vectors[{key}] must be a 1-D float array (one query), not {array.dtype} of shape {array.shape}"
+            )
+        out.append({"layer": int(key[0]), "dim": int(key[1]), "vector": array.astype("<f4").tolist()})
+    return out
+
+
 def _rungs(rungs: Optional[Iterable[Rung]]) -> Optional[List[Rung]]:
     return None if rungs is None else [(int(layer), int(dim)) for layer, dim in rungs]
 
@@ -147,13 +168,15 @@ class Engine:
 
     @classmethod
     def open(
-        cls, path: PathLike, *, model: Optional[str] = None, threads: Optional[int] = None
+        cls, path: PathLike, *, model: Optional[str] = None, threads: Optional[int] = None, write: bool = False
     ) -> "Engine":
         """Opens the index at ``path`` (built by ``barista index``, the server or Python).
 
         ``model`` loads the index's model from another place (it must be the same model).
+        ``write`` takes the index's writer now rather than at the first write (raising
+        :class:`BaristaError` at once if another process holds it).
         """
-        return cls(_barista.Engine.open(os.fspath(path), model=model, threads=threads))
+        return cls(_barista.Engine.open(os.fspath(path), model=model, threads=threads, write=write))
 
     @property
     def rungs(self) -> List[Rung]:
@@ -242,9 +265,10 @@ class Engine:
 
     def search(
         self,
-        query: str,
+        query: Optional[str] = None,
         k: int = 10,
         *,
+        vectors: Optional[Mapping[Rung, Any]] = None,
         profile: Optional[str] = None,
         filter: Optional[Mapping[str, Any]] = None,
         stages: Optional[List[Mapping[str, Any]]] = None,
@@ -259,13 +283,21 @@ class Engine:
         ``filter`` keeps documents whose metadata matches (``{"lang": "en", "year": [2019,
         2020]}``). Each hit has ``id``, ``score`` (the final rung's similarity), ``rung``,
         ``title``, ``text`` and ``metadata``.
+
+        ``vectors`` replaces ``query`` with the query's vectors encoded elsewhere by the same
+        model, ``{(layer, dim): 1-D float array of length dim}`` for the rungs the plan visits
+        (as :meth:`Encoder.embed` gives them for ``kind="query"``, one row each): a router that
+        encodes a query once and searches several shards with it.
         """
         request: Dict[str, Any] = {
-            "query": query,
             "k": k,
             "include_text": include_text,
             "include_metadata": include_metadata,
         }
+        if query is not None:
+            request["query"] = query
+        if vectors is not None:
+            request["vectors"] = _query_vectors(vectors)
         if profile is not None:
             request["profile"] = profile
         if filter is not None:
@@ -284,6 +316,17 @@ class Engine:
     ) -> Dict[Rung, np.ndarray]:
         """The index's encoder: see :meth:`Encoder.embed`."""
         return _vectors(self._native.embed_raw(_texts(texts), kind, _rungs(rungs)))
+
+    def reload(self) -> bool:
+        """Picks up what another process (the index's writer) committed since this engine
+        opened the index or last reloaded; returns whether anything changed. Cheap when nothing
+        did. A reader beside a writer in another process calls it before searching to see the
+        writer's acknowledged writes; an engine that writes sees its own without it."""
+        return self._native.reload()
+
+    def contains(self, ids: Union[str, Sequence[str]]) -> List[bool]:
+        """Whether each id is a live document, in order."""
+        return self._native.contains(_texts(ids))
 
     def stats(self) -> Dict[str, Any]:
         """Documents, segments, the write-ahead log, flushes and merges (as ``GET /stats``)."""

@@ -171,6 +171,8 @@ impl Encoder {
     /// index stores them: the other half of `Engine.add_embedded`.
     fn embed_documents_raw<'py>(&self, py: Python<'py>, documents: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let docs = self::documents(documents)?;
+        // The rules an index applies, so that what is embedded here can be written elsewhere.
+        DocumentBatch::check(&docs).map_err(py_err)?;
         let passages: Vec<String> = docs.iter().map(Document::passage).collect();
         let raw = py.detach(|| embed_raw(&self.inner, &passages, TextKind::Passage, None)).map_err(py_err)?;
         raw_to_py(py, raw)
@@ -231,9 +233,15 @@ impl Engine {
     }
 
     #[staticmethod]
-    #[pyo3(signature = (path, *, model = None, threads = None))]
-    fn open(py: Python<'_>, path: PathBuf, model: Option<String>, threads: Option<usize>) -> PyResult<Engine> {
-        let options = OpenOptions { model, encoder: encoder_options(threads), ..OpenOptions::default() };
+    #[pyo3(signature = (path, *, model = None, threads = None, write = false))]
+    fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        model: Option<String>,
+        threads: Option<usize>,
+        write: bool,
+    ) -> PyResult<Engine> {
+        let options = OpenOptions { model, encoder: encoder_options(threads), write, ..OpenOptions::default() };
         let inner = py.detach(|| barista_engine::Engine::open(&path, &options)).map_err(py_err)?;
         Ok(Engine::new(inner))
     }
@@ -299,6 +307,19 @@ impl Engine {
         Ok(pythonize(py, &report)?)
     }
 
+    /// Picks up what another process committed since open (or the last reload).
+    fn reload(&self, py: Python<'_>) -> PyResult<bool> {
+        let engine = self.engine()?;
+        py.detach(|| engine.reload()).map_err(py_err)
+    }
+
+    /// Whether each id is a live document.
+    fn contains(&self, py: Python<'_>, ids: Vec<String>) -> PyResult<Vec<bool>> {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let engine = self.engine()?;
+        py.detach(|| engine.contains(&refs)).map_err(py_err)
+    }
+
     fn get<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
         let engine = self.engine()?;
         let doc = py.detach(|| engine.get(id)).map_err(py_err)?;
@@ -329,6 +350,15 @@ impl Engine {
             })
             .collect::<PyResult<Vec<_>>>()?;
         Ok((PyList::new(py, hits)?, total_ms))
+    }
+
+    /// Runs a search and returns the whole response as `POST /search` answers it (hits,
+    /// stages, stopped_early, timings) as plain Python values: a shard behind a router.
+    fn search_response<'py>(&self, py: Python<'py>, request: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
+        let request: SearchRequest = depythonize(request).map_err(|e| shape_err("search request", e))?;
+        let engine = self.engine()?;
+        let response = py.detach(|| engine.search(&request)).map_err(py_err)?;
+        Ok(pythonize(py, &response)?)
     }
 
     #[pyo3(signature = (texts, kind, rungs = None))]

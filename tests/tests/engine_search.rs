@@ -501,3 +501,31 @@ fn documents_embedded_elsewhere_index_as_if_encoded_here() {
     let request = SearchRequest::text(docs[3].text.clone()).with_profile("exact").with_k(1);
     assert_eq!(ids(&s.search(&request).unwrap()), [docs[0].id.clone()]);
 }
+
+#[test]
+fn a_reader_beside_a_writer_sees_its_commits_after_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = scifact(40);
+    let writer = engine(dir.path(), &docs[..30]);
+    let reader = Engine::open(dir.path(), &OpenOptions::default()).unwrap();
+    let all: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(reader.contains(&all).unwrap(), (0..40).map(|i| i < 30).collect::<Vec<_>>());
+    assert!(!reader.reload().unwrap(), "nothing changed yet");
+
+    writer.add(&docs[30..]).unwrap();
+    writer.delete(&[docs[0].id.as_str()]).unwrap();
+    // Not seen until the reader reloads; then exactly what the writer acknowledged.
+    assert_eq!(reader.index().snapshot().len(), 30);
+    assert!(reader.reload().unwrap());
+    assert_eq!(reader.index().snapshot().len(), 39);
+    assert_eq!(reader.contains(&all).unwrap(), (0..40).map(|i| i > 0).collect::<Vec<_>>());
+    let q = SearchRequest::text(docs[35].passage()).with_profile("exact").with_k(5);
+    assert_eq!(ids(&reader.search(&q).unwrap()), ids(&writer.search(&q).unwrap()));
+    // A flush (new segment, new manifest) is picked up the same way.
+    writer.flush().unwrap();
+    assert!(reader.reload().unwrap());
+    assert_eq!(ids(&reader.search(&q).unwrap()), ids(&writer.search(&q).unwrap()));
+    assert!(!reader.reload().unwrap());
+    // The writer has nothing to reload: it publishes its own changes.
+    assert!(!writer.reload().unwrap());
+}
