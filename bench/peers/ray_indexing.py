@@ -70,6 +70,7 @@ def main():
     args = parser.parse_args()
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a loopback cluster, whatever ~/.ray/auth_token says
     import ray
 
     import barista

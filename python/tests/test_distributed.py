@@ -37,8 +37,7 @@ def ray_start(args, temp_dir):
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     command = [ray_bin, "start", "--disable-usage-stats", f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1"]
     command += [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    node = subprocess.Popen(command + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    node = subprocess.Popen(command + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         output, _ = node.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -82,6 +81,10 @@ def cluster():
     import ray
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no usage reports (and no Prometheus probes) from tests
+    # Ray 2.60 turns token authentication on for `ray start` when ~/.ray/auth_token exists (a
+    # local `ray.init()` writes one): a loopback test cluster decides for itself, for all its
+    # processes alike (they inherit this environment).
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     temp_dir = tempfile.mkdtemp(prefix="rb-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -177,6 +180,36 @@ def test_a_run_with_another_number_of_shards_or_model_is_refused(built, model, t
     os.symlink(model, other)
     with pytest.raises(barista.InvalidRequestError, match="was indexed with the model"):
         distributed.index(built["source"], built["root"], model=str(other), shards=3, progress=False)
+
+
+def test_parquet_input_indexes_like_jsonl(built, model, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = documents(built["source"])[:120]
+    table = pa.table(
+        {
+            "id": [d["id"] for d in docs],
+            "title": [d["title"] for d in docs],
+            "text": [d["text"] for d in docs],
+            "metadata": [{"lang": "en" if i % 2 else "fr"} for i in range(len(docs))],
+        }
+    )
+    pq.write_table(table.slice(0, 60), tmp_path / "part-0.parquet")
+    pq.write_table(table.slice(60), tmp_path / "part-1.parquet")
+    report = distributed.index(
+        [tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"], tmp_path / "shards", model=model, shards=2,
+        progress=False,
+    )
+    assert (report.read, report.added) == (120, 120)
+    layout = distributed.ShardLayout.open(tmp_path / "shards")
+    owner = layout.shard_of(docs[1]["id"])
+    engine = barista.Engine.open(layout.shard_dir(owner))
+    assert engine.get(docs[1]["id"]) == {"id": docs[1]["id"], "title": docs[1]["title"], "text": docs[1]["text"], "metadata": {"lang": "en"}}
+    hits = engine.search(docs[1]["text"], k=1, profile="exact", filter={"lang": "en"})
+    assert hits[0].id == docs[1]["id"]
+    engine.close()
+    assert sum(shard_sizes(layout)) == 120
 
 
 def test_a_bad_line_is_refused_naming_its_file(cluster, model, tmp_path):
