@@ -210,6 +210,13 @@ def test_parquet_input_indexes_like_jsonl(built, model, tmp_path):
     assert hits[0].id == docs[1]["id"]
     engine.close()
     assert sum(shard_sizes(layout)) == 120
+    # Workers that would take every CPU leave none for Ray Data's Parquet file listing: refused
+    # (it would wait for ever), as is a folder without a format; neither writes anything.
+    with pytest.raises(barista.InvalidRequestError, match="lists Parquet files with a task that needs one CPU"):
+        distributed.index(tmp_path / "part-0.parquet", tmp_path / "none", model=model, shards=2, workers=4)
+    with pytest.raises(barista.InvalidRequestError, match="give --format jsonl|parquet"):
+        distributed.index(tmp_path, tmp_path / "none", model=model, shards=2)
+    assert not (tmp_path / "none").exists()
 
 
 def test_a_bad_line_is_refused_naming_its_file(cluster, model, tmp_path):
@@ -308,7 +315,9 @@ def test_the_router_answers_like_barista_serve(served):
 
     assert call("POST", "/search", {"query": " ", "k": 3})[0] == 400
     status, body = call("POST", "/search", {"query": "x", "k": 0})
-    assert status == 400 and "k must be between 1 and 10000" in body["error"]["message"]
+    assert status == 400 and "k must be between 1 and 1000" in body["error"]["message"]
+    status, body = call("POST", "/search", {"query": "x" * (17 << 10)})
+    assert status == 400 and "the limit is 16384" in body["error"]["message"]
     status, body = call("POST", "/search", {"query": "x", "profile": "nope"})
     assert status == 400 and body["error"]["code"] == "invalid_request", body
     assert call("GET", "/search")[0] == 405

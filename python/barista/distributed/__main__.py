@@ -24,10 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     idx.add_argument("--workers", type=int, default=1, help="encoder actors at once (default 1)")
     idx.add_argument("--threads-per-worker", type=int, default=1, help="CPUs and encoder threads per worker")
     idx.add_argument("--batch-size", type=int, default=64, help="documents per encoder call (default 64)")
-    idx.add_argument("--format", choices=["jsonl", "parquet"], help="input format (default: from the file names)")
+    idx.add_argument("--format", choices=["jsonl", "parquet"], help="input format (default: from the file names; required for a folder)")
     idx.add_argument("--store", default="f16", help="element type of the largest rung (f32, f16, i8)")
     idx.add_argument("--store-coarse", default="i8", help="element type of the smaller rungs")
-    idx.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    idx.add_argument("--address", help="Ray cluster address; `local` starts a cluster of this process's own (default: RAY_ADDRESS, else the latest cluster `ray start` made on this machine, else a local one)")
     idx.add_argument("--json", action="store_true", help="print the report as JSON")
     srv = sub.add_parser("serve", help="serve a sharded collection with Ray Serve behind POST /search")
     srv.add_argument("--root", required=True, help="the collection's root folder")
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--router-replicas", type=int, default=1, help="router replicas (default 1)")
     srv.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1; 0.0.0.0 for every interface)")
     srv.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    srv.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    srv.add_argument("--address", help="Ray cluster address; `local` starts a cluster of this process's own (default: RAY_ADDRESS, else the latest cluster `ray start` made on this machine, else a local one)")
     return parser
 
 

@@ -218,6 +218,20 @@ def _read(ray, inputs: Sequence[str], input_format: Optional[str]):
     return ray.data.read_parquet(list(inputs), **args)
 
 
+def _writer_failure(shard: int, layout: ShardLayout, error: BaseException) -> str:
+    """What went wrong when a shard's writer could not start, for humans."""
+    text = str(error)
+    where = layout.shard_dir(shard)
+    if "locked by another writer" in text:
+        return (
+            f"shard {shard} ({where}) is being written by another process, for {LOCK_WAIT_S:g} s: a running "
+            "`python -m barista.distributed serve` or `barista serve` on it? Stop it first, or send the documents "
+            "through its POST /documents"
+        )
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"shard {shard}'s writer could not open {where}: {lines[-1] if lines else type(error).__name__}"
+
+
 def _format_of(path: str, given: Optional[str]) -> str:
     if given is not None:
         if given not in ("jsonl", "parquet"):
@@ -229,7 +243,8 @@ def _format_of(path: str, given: Optional[str]) -> str:
     if name.endswith(".parquet"):
         return "parquet"
     raise InvalidRequestError(
-        f"cannot tell the format of {path!r} from its name (.jsonl or .parquet): give input_format"
+        f"cannot tell the format of {path!r} from its name (.jsonl or .parquet; a folder has none): give "
+        "--format jsonl|parquet (input_format= in Python)"
     )
 
 
@@ -278,9 +293,19 @@ def index(
     paths = [os.path.abspath(p) for p in paths]
     model = absolute_model(model)
     root = pathlib.Path(os.path.abspath(os.fspath(root)))
-    layout = ShardLayout.create_or_check(root, shards, model)
+    formats = {_format_of(p, input_format) for p in paths}
+    if len(formats) != 1:
+        raise InvalidRequestError(f"the inputs mix formats ({sorted(formats)}): index JSONL and Parquet separately")
     if not ray.is_initialized():
         ray.init()
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if formats == {"parquet"} and cpus - workers * threads_per_worker < 1:
+        raise InvalidRequestError(
+            f"{workers} workers x {threads_per_worker} threads take every CPU of the cluster ({cpus:g}); "
+            "Ray Data lists Parquet files with a task that needs one CPU: use fewer workers or threads, or add a node"
+        )
+    # Checked before anything is written: bad input leaves the folder as it was.
+    layout = ShardLayout.create_or_check(root, shards, model)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     create = {"store": store, "store_coarse": store_coarse, "graph_rungs": graph_rungs}
@@ -292,8 +317,14 @@ def index(
     ]
     report = IndexingReport(root=str(root), workers=workers, threads_per_worker=threads_per_worker)
     try:
-        # Opening (or creating) every shard first: a damaged shard fails here, before any encoding.
-        ray.get([w.contains.remote([]) for w in writers])
+        # Opening (or creating) every shard first: a damaged or busy shard fails here, before any
+        # encoding.
+        for s, w in enumerate(writers):
+            try:
+                ray.get(w.contains.remote([]))
+            except ray.exceptions.RayError as e:
+                raise BaristaError(_writer_failure(s, layout, e)) from None
+
         dataset = _read(ray, paths, input_format).map_batches(
             _EncodeAndWrite,
             fn_constructor_kwargs={

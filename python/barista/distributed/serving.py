@@ -39,8 +39,14 @@ from .layout import ShardLayout
 
 logger = logging.getLogger("ray.serve")
 
-MAX_BATCH = 1024
-"""Documents in one ``POST /documents`` (as ``barista serve``'s default ``max_batch``)."""
+MAX_BATCH = 1000
+"""Documents in one ``POST /documents`` (``barista serve``'s default ``max_batch``)."""
+
+MAX_K = 1000
+"""The largest ``k`` (``barista serve``'s default ``max_k``)."""
+
+MAX_QUERY_BYTES = 16 << 10
+"""The longest query in UTF-8 bytes (``barista serve``'s default)."""
 
 
 REFUSED = "__barista_refused__"
@@ -171,15 +177,28 @@ class Router:
             _allow(method, "GET")
             stats = await self.stats()
             return {"status": "ready", "documents": stats["documents"]}
-        raise HttpError(404, "not_found", f"no route {method} {path}: see barista.distributed.serving")
+        raise HttpError(
+            404,
+            "not_found",
+            f"no route {method} {path}: the sharded router answers POST /search, POST /documents, "
+            "GET and DELETE /documents/{id}, GET /stats, /health and /ready",
+        )
 
     async def search(self, body: Any) -> Dict[str, Any]:
         start = time.perf_counter()
         if not isinstance(body, dict):
             raise HttpError(400, "invalid_request", "the body must be a JSON object shaped as POST /search's")
         k = body.get("k", 10)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10_000:
-            raise HttpError(400, "invalid_request", f"k must be between 1 and 10000, not {k!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise HttpError(400, "invalid_request", f"k must be between 1 and {MAX_K}, not {k!r}")
+        query = body.get("query")
+        if isinstance(query, str) and len(query.encode("utf-8")) > MAX_QUERY_BYTES:
+            raise HttpError(
+                400,
+                "invalid_request",
+                f"the query is {len(query.encode('utf-8'))} bytes; the limit is {MAX_QUERY_BYTES} "
+                "(only the first tokens are encoded anyway)",
+            )
         request = dict(body)
         if request.get("adaptive") is True:
             raise HttpError(
