@@ -75,6 +75,7 @@ class IndexingReport:
         return self.added / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> Dict[str, Any]:
+        """The report as plain JSON values (what ``--json`` prints)."""
         out = dict(self.__dict__)
         out["documents_per_second"] = round(self.documents_per_second, 2)
         return out
@@ -110,9 +111,11 @@ class _ShardWriter:
         self.path = path
 
     def contains(self, ids: List[str]) -> List[bool]:
+        """Whether each id is already in this shard."""
         return self.engine.contains(ids)
 
     def add_embedded(self, documents: List[Dict[str, Any]], vectors: Dict[Tuple[int, int], np.ndarray]) -> int:
+        """Writes documents with their vectors; durable when it returns. Returns how many."""
         self.engine.add_embedded(documents, vectors)
         return len(documents)
 

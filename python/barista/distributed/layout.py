@@ -58,6 +58,7 @@ class ShardLayout:
         return self.root / f"shard-{shard:05d}-of-{self.shards:05d}"
 
     def to_json(self) -> Dict[str, Any]:
+        """The content of ``barista-shards.json``."""
         return {"format": FORMAT, "shards": self.shards, "partition": "crc32", "model": self.model}
 
     @classmethod

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import Encoder, Engine
-from .._barista import BaristaError, InvalidRequestError
+from .._barista import InvalidRequestError
 from .indexing import absolute_model, open_writer, require_ray
 from .layout import ShardLayout
 
@@ -73,15 +73,19 @@ class ShardSearcher:
 
     @_refusals_as_values
     def search(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """``POST /search``'s answer for this shard (the request as its body, with ``vectors``),
+        after picking up the writer's latest commits."""
         self.engine.reload()
         return self.engine._native.search_response(request)
 
     @_refusals_as_values
     def get(self, id: str) -> Optional[Dict[str, Any]]:
+        """The stored document ``id``, or None."""
         self.engine.reload()
         return self.engine.get(id)
 
     def stats(self) -> Dict[str, Any]:
+        """This shard's ``GET /stats``."""
         self.engine.reload()
         return self.engine.stats()
 
@@ -98,13 +102,16 @@ class ShardWriter:
 
     @_refusals_as_values
     def add_embedded(self, documents: List[Dict[str, Any]], vectors: Dict[Tuple[int, int], np.ndarray]) -> Dict[str, int]:
+        """:meth:`barista.Engine.add_embedded` on this shard: durable when it returns."""
         return self.engine.add_embedded(documents, vectors)
 
     @_refusals_as_values
     def delete(self, ids: List[str]) -> Dict[str, int]:
+        """Deletes ``ids`` from this shard; the write report."""
         return self.engine.delete(ids)
 
     def live(self) -> int:
+        """Live documents in this shard."""
         return len(self.engine)
 
 
@@ -185,6 +192,7 @@ class Router:
         )
 
     async def search(self, body: Any) -> Dict[str, Any]:
+        """``POST /search``: encode once, ask every shard, merge their top ``k`` by score."""
         start = time.perf_counter()
         if not isinstance(body, dict):
             raise HttpError(400, "invalid_request", "the body must be a JSON object shaped as POST /search's")
@@ -252,6 +260,7 @@ class Router:
         }
 
     async def upsert(self, body: Any) -> Dict[str, Any]:
+        """``POST /documents``: check and embed the batch here, write each part to its shard."""
         if not isinstance(body, dict) or set(body) != {"documents"} or not isinstance(body["documents"], list):
             raise HttpError(400, "invalid_request", 'the body must be {"documents": [{"id", "text", "title"?, "metadata"?}, ...]}')
         docs = body["documents"]
@@ -303,6 +312,7 @@ class Router:
         }
 
     async def get(self, id: str) -> Dict[str, Any]:
+        """``GET /documents/{id}`` from the owning shard (404 if absent)."""
         s = self.layout.shard_of(id)
         doc = await self._call(s, self.searchers[s], "get", id)
         if doc is None:
@@ -310,6 +320,7 @@ class Router:
         return doc
 
     async def delete(self, id: str) -> Dict[str, Any]:
+        """``DELETE /documents/{id}`` on the owning shard (404 if absent)."""
         s = self.layout.shard_of(id)
         report = await self._call(s, self.writers[s], "delete", [id])
         if report["deleted"] == 0:
@@ -317,6 +328,7 @@ class Router:
         return {"id": id, "live": await self._live()}
 
     async def stats(self) -> Dict[str, Any]:
+        """``GET /stats``: the sum of documents, each shard's stats, the router's retries."""
         shards = await asyncio.gather(*(self._call(s, self.searchers[s], "stats") for s in range(self.layout.shards)))
         return {
             "documents": sum(s["documents"] for s in shards),
@@ -438,4 +450,4 @@ def app_builder(args: Dict[str, Any]) -> Any:
     return build(args.pop("root"), **args)
 
 
-__all__ = ["build", "app_builder", "ShardSearcher", "ShardWriter", "Router", "BaristaError"]
+__all__ = ["build", "app_builder", "ShardSearcher", "ShardWriter", "Router"]
